@@ -1,0 +1,558 @@
+"""The engine: owns the supervised services, scans them, stores what it sees and publishes events.
+
+It runs on an asyncio loop (the console's own, or its own when headless). Blocking work, namely psutil and
+SQLite, happens in threads; the loop only awaits. Scans never overlap: the next one is scheduled after
+the previous one finished. A process exit is handled the moment the kernel reports it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import psutil
+
+from . import restart_policy
+from .config import Config, ServiceConfig
+from .control import ControlServer, socket_path
+from .enginelock import EngineLock
+from .model import (
+    Event,
+    ExitInfo,
+    FleetSnapshot,
+    HealthResult,
+    HostSample,
+    ServiceSample,
+    ServiceState,
+    ServiceStatus,
+    to_jsonable,
+)
+from .probes import ConnectionTable, ProcessProber, health_check, host_sample, http_get, port_facts
+from .store import Store, dumps
+from .supervisor import ServiceRunner, signal_group
+
+READY_POLL = 0.1
+PRUNE_EVERY = 600.0
+SUBSCRIBER_QUEUE = 1000
+DEMO_MODULE = "aurora_tui.demo.service"
+SIGNAL_FAULTS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
+# Event kinds that only describe the present (the console redraws on them); they are not stored.
+TRANSIENT = {"scan", "state"}
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db_path = Path(config.settings.db)
+        self.log_dir = Path(config.settings.log_dir)
+        self.interval = config.settings.interval
+        self.runners: dict[str, ServiceRunner] = {}
+        self.samples: dict[str, ServiceSample] = {}
+        self.health: dict[str, HealthResult | None] = {}
+        self.host: HostSample | None = None
+        self.scans = 0
+        self.last_scan_at: float | None = None
+        self.store: Store | None = None
+        self.run_id: int | None = None
+        self._lock = EngineLock(self.db_path)
+        self._control = ControlServer(self, socket_path(self.db_path))
+        self._prober = ProcessProber()
+        self._subscribers: set[asyncio.Queue[Event]] = set()
+        self._wake = asyncio.Event()
+        self._service_locks: dict[str, asyncio.Lock] = {}
+        self._short_runs: dict[str, int] = {}
+        self._pending_restart: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._scan_task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self._closing = False
+        self._opened = False
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Take the database, recover from an unclean predecessor and serve the control socket.
+        Services are not started yet: see :meth:`launch`."""
+        self._lock.acquire()
+        try:
+            self.store = await Store.open(self.db_path)
+            await self._stop_stale_processes()
+            now = time.time()
+            self.run_id = await self.store.write(
+                "INSERT INTO engine_runs(started_at, pid, config_source) VALUES (?, ?, ?)",
+                (now, os.getpid(), self.config.source),
+            )
+            await self.store.submit_many(
+                "INSERT INTO services(name, config_json, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET config_json = excluded.config_json, last_seen = excluded.last_seen",
+                [(s.name, dumps(to_jsonable(s)), now, now) for s in self.config.services],
+            )
+            for svc in self.config.services:
+                self._service_locks[svc.name] = asyncio.Lock()
+                self.health[svc.name] = None
+                if svc.managed:
+                    self.runners[svc.name] = ServiceRunner(svc, self.log_dir, self._on_exit, self._on_state)
+            await self._control.start()
+        except BaseException:
+            await self._release()
+            raise
+        self._opened = True
+        await self._emit(Event("engine_started", None, f"engine started (pid {os.getpid()})", {"config": self.config.source}))
+
+    def launch(self) -> asyncio.Task[None]:
+        """Start the fleet in dependency order, then scan forever. Returns the task doing it."""
+        task = asyncio.create_task(self._run(), name="engine-run")
+        self._scan_task = task
+        return task
+
+    async def _run(self) -> None:
+        await self.start_fleet()
+        await self._scan_loop()
+
+    async def start_fleet(self) -> None:
+        for level in self.config.start_levels():
+            names = [n for n in level if n in self.runners]
+            # Services of one level start together; the next level waits until they answer (or their
+            # start grace runs out), so dependants do not start against a dependency that is not up.
+            await asyncio.gather(*(self._start_and_wait(n) for n in names))
+
+    async def close(self) -> None:
+        """Stop scanning, stop every owned service (dependants first) and release the database."""
+        if not self._opened:
+            return
+        self._closing = True
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scan_task
+        for task in list(self._pending_restart.values()) + list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._pending_restart.values(), *self._background, return_exceptions=True)
+        for level in reversed(self.config.start_levels()):
+            await asyncio.gather(*(self.runners[n].stop() for n in level if n in self.runners), return_exceptions=True)
+        await self._emit(Event("engine_stopped", None, "engine stopped cleanly"))
+        assert self.store is not None
+        await self.store.write(
+            "UPDATE engine_runs SET stopped_at = ?, clean_exit = 1 WHERE id = ?", (time.time(), self.run_id)
+        )
+        for queue in list(self._subscribers):
+            queue.put_nowait(Event("engine_closed", None, "engine closed"))
+        await self._release()
+        self._opened = False
+
+    async def _release(self) -> None:
+        await self._control.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        for runner in self.runners.values():
+            runner.close()
+        self._lock.release()
+
+    async def __aenter__(self) -> "Engine":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- the EngineAPI ------------------------------------------------------------------------------
+
+    async def snapshot(self) -> FleetSnapshot:
+        now = time.time()
+        return FleetSnapshot(
+            ts=now,
+            services=[self._status(svc, now) for svc in self.config.services],
+            host=self.host,
+            last_scan_at=self.last_scan_at,
+            scans=self.scans,
+            interval=self.interval,
+            engine_pid=os.getpid(),
+            db=str(self.db_path),
+            config_source=self.config.source,
+        )
+
+    async def restart(self, service: str, requested_by: str = "operator") -> dict[str, Any]:
+        runner = self._managed(service)
+        async with self._service_locks[service]:
+            self._cancel_pending_restart(service)
+            await runner.stop()
+            runner.restarts += 1
+            await self._acknowledged(Event("restart", service, f"{service} restart requested by {requested_by}", {"by": requested_by}))
+            await self._start_and_wait(service)
+        return self._action_result(service)
+
+    async def stop_service(self, service: str, requested_by: str = "operator") -> dict[str, Any]:
+        runner = self._managed(service)
+        async with self._service_locks[service]:
+            self._cancel_pending_restart(service)
+            await self._acknowledged(Event("stop", service, f"{service} stop requested by {requested_by}", {"by": requested_by}))
+            await runner.stop()
+            self.health[service] = None
+        return self._action_result(service)
+
+    async def start_service(self, service: str, requested_by: str = "operator") -> dict[str, Any]:
+        runner = self._managed(service)
+        async with self._service_locks[service]:
+            if runner.alive:
+                raise ValueError(f"{service} is already running (pid {runner.pid})")
+            self._cancel_pending_restart(service)
+            await self._acknowledged(Event("start", service, f"{service} start requested by {requested_by}", {"by": requested_by}))
+            await self._start_and_wait(service)
+        return self._action_result(service)
+
+    async def scan_now(self) -> FleetSnapshot:
+        await self.scan()
+        return await self.snapshot()
+
+    async def chaos(self, fault: str, service: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """Cause a real fault: a signal for any owned service, or a demo service's own fault switch."""
+        runner = self._managed(service)
+        if not runner.alive:
+            raise ValueError(f"{service} is not running")
+        if fault in SIGNAL_FAULTS:
+            runner.send_signal(SIGNAL_FAULTS[fault])
+            result: dict[str, Any] = {"fault": fault, "service": service, "pid": runner.pid}
+        else:
+            if DEMO_MODULE not in runner.config.command or runner.config.port is None:
+                raise ValueError(f"{service} is not a demo service: only kill, stop and cont apply to it")
+            query = "&".join(f"{k}={v}" for k, v in (params or {}).items() if str(k).isidentifier())
+            path = f"/fault/{fault}" + (f"?{query}" if query else "")
+            try:
+                status, body, _ = await http_get(runner.config.port, path, 5.0, method="POST")
+            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+                raise RuntimeError(f"{service} did not accept the fault: {exc}") from None
+            if status != 200:
+                raise ValueError(f"{service} refused fault {fault!r}: HTTP {status} {body.strip()[:300]}")
+            result = {"fault": fault, "service": service, "pid": runner.pid, "answer": json.loads(body or "{}")}
+        await self._acknowledged(Event("chaos", service, f"chaos: {fault} caused in {service}", result))
+        return result
+
+    async def logs(self, service: str, lines: int = 50) -> list[str]:
+        self.config.service(service)
+        runner = self.runners.get(service)
+        return runner.sink.tail(int(lines)) if runner else []
+
+    async def recent_events(self, limit: int = 50, service: str | None = None) -> list[dict[str, Any]]:
+        assert self.store is not None
+        where, params = ("WHERE service = ?", [service]) if service else ("", [])
+        rows = await self.store.fetch(
+            f"SELECT id, ts, kind, service, message, data_json FROM events {where} ORDER BY id DESC LIMIT ?",
+            (*params, int(limit)),
+        )
+        return [dict(r) | {"data": json.loads(r["data_json"])} for r in rows]
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self._subscribers.add(queue)
+
+        async def iterate() -> AsyncIterator[Event]:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind == "engine_closed":
+                    return
+
+        try:
+            yield iterate()
+        finally:
+            self._subscribers.discard(queue)
+
+    # --- scanning -----------------------------------------------------------------------------------
+
+    async def _scan_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.scan()
+            except Exception as exc:  # a failed scan must not end supervision
+                await self._emit(Event("scan_failed", None, f"scan failed: {exc!r}"))
+            self._wake.clear()
+            remaining = self.interval - (time.monotonic() - started)
+            if remaining > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def scan(self) -> None:
+        """Probe every service once: process trees and ports in a thread, health checks concurrently."""
+        targets = {name: (r.identity if r.alive else None) for name, r in self.runners.items()}
+        probe = asyncio.to_thread(self._probe_blocking, targets)
+        checks = asyncio.gather(*(self._check(svc) for svc in self.config.services))
+        (facts, ports, host), healths = await asyncio.gather(probe, checks)
+        now = time.time()
+        rows = []
+        for svc, health in zip(self.config.services, healths):
+            runner = self.runners.get(svc.name)
+            state = runner.state if runner else (ServiceState.UNMANAGED)
+            if runner is None or runner.alive:
+                self.health[svc.name] = health
+            sample = ServiceSample(svc.name, now, str(state), facts.get(svc.name), ports.get(svc.name), health)
+            self.samples[svc.name] = sample
+            rows.append(_sample_row(sample))
+        self.host = host
+        self.scans += 1
+        self.last_scan_at = now
+        assert self.store is not None
+        self._background_write(self.store.submit_many(SAMPLE_INSERT, rows))
+        self._background_write(
+            self.store.submit(
+                "INSERT INTO host_samples(ts, cpu_percent, mem_percent, mem_available, load1, disk_percent, disk_free) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (host.ts, host.cpu_percent, host.mem_percent, host.mem_available, host.load1, host.disk_percent, host.disk_free),
+            )
+        )
+        if now - self._last_prune > PRUNE_EVERY:
+            self._last_prune = now
+            cutoff = now - self.config.settings.retention_hours * 3600
+            self._background_write(self.store.submit("DELETE FROM samples WHERE ts < ?", (cutoff,)))
+            self._background_write(self.store.submit("DELETE FROM host_samples WHERE ts < ?", (cutoff,)))
+        await self._emit(Event("scan", None, f"scan {self.scans} done", {"scans": self.scans}))
+
+    def _probe_blocking(self, targets: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], HostSample]:
+        table = ConnectionTable.read()
+        facts: dict[str, Any] = {}
+        ports: dict[str, Any] = {}
+        for svc in self.config.services:
+            identity = targets.get(svc.name)
+            if identity is not None:
+                facts[svc.name] = self._prober.tree(identity.pid, identity.create_time, table)
+            elif not svc.managed and svc.port is not None:
+                # Monitor-only: the service is whoever listens on its port.
+                holders = [p for p in table.listeners.get(svc.port, []) if p is not None]
+                facts[svc.name] = self._prober.tree(holders[0], None, table) if holders else None
+            if svc.port is not None:
+                tree = facts.get(svc.name)
+                ports[svc.name] = port_facts(svc.port, table, set(tree.pids) if tree else set())
+        self._prober.forget_dead({p for f in facts.values() if f for p in f.pids})
+        return facts, ports, host_sample(self.db_path.parent)
+
+    async def _check(self, svc: ServiceConfig) -> HealthResult | None:
+        runner = self.runners.get(svc.name)
+        if runner is not None and not runner.alive:
+            return None
+        return await health_check(svc.port, svc.health)
+
+    # --- starting and restarting --------------------------------------------------------------------
+
+    async def _start_and_wait(self, name: str) -> None:
+        runner = self.runners[name]
+        self.health[name] = None
+        if not runner.spawn():
+            await self._emit(Event("spawn_failed", name, runner.spawn_error or f"{name} could not be started"))
+            self._schedule_restart(name, ExitInfo(time.time(), None, None, False, 0.0))
+            return
+        identity = runner.identity
+        assert identity is not None and self.store is not None
+        self._background_write(
+            self.store.submit(
+                "INSERT INTO owned_processes(run_id, service, pid, create_time, cmdline, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.run_id, name, identity.pid, identity.create_time, dumps(list(identity.cmdline)), runner.started_at),
+            )
+        )
+        await self._emit(Event("started", name, f"{name} started as pid {identity.pid}", {"pid": identity.pid}))
+        await self._wait_ready(runner)
+
+    async def _wait_ready(self, runner: ServiceRunner) -> None:
+        svc = runner.config
+        deadline = time.monotonic() + svc.start_grace
+        while runner.alive and runner.state is ServiceState.STARTING:
+            result = await health_check(svc.port, svc.health)
+            self.health[svc.name] = result
+            if result is None or result.ok:
+                runner.set_state(ServiceState.RUNNING)
+                return
+            if time.monotonic() >= deadline:
+                # Not ready within its grace: it counts as running and its health speaks for itself.
+                runner.set_state(ServiceState.RUNNING)
+                await self._emit(Event("start_grace_expired", svc.name, f"{svc.name} not healthy {svc.start_grace:g}s after start: {result.error}"))
+                return
+            await asyncio.sleep(READY_POLL)
+
+    def _on_exit(self, runner: ServiceRunner, info: ExitInfo) -> None:
+        name = runner.name
+        self.health[name] = None
+        assert self.store is not None
+        self._background_write(
+            self.store.submit(
+                "UPDATE owned_processes SET ended_at = ?, exit_code = ?, exit_signal = ? WHERE run_id = ? AND service = ? AND ended_at IS NULL",
+                (info.ts, info.code, info.signal, self.run_id, name),
+            )
+        )
+        kind = "exited" if info.expected else "crashed"
+        self._spawn_background(self._emit(Event(kind, name, f"{name} {info.describe()}", to_jsonable(info))))
+        if info.expected or self._closing:
+            return
+        self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), info.runtime)
+        self._schedule_restart(name, info)
+
+    def _schedule_restart(self, name: str, info: ExitInfo) -> None:
+        runner = self.runners[name]
+        short_runs = self._short_runs.get(name, 1)
+        delay = restart_policy.restart_delay(runner.config.restart_delay, short_runs)
+        runner.set_state(ServiceState.BACKOFF)
+        self._cancel_pending_restart(name)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            async with self._service_locks[name]:
+                if runner.state is not ServiceState.BACKOFF or self._closing:
+                    return
+                runner.restarts += 1
+                await self._emit(Event("auto_restart", name, f"{name} restarted automatically after {delay:.1f}s", {"delay": delay, "short_runs": short_runs}))
+                await self._start_and_wait(name)
+
+        task = asyncio.create_task(later(), name=f"restart-{name}")
+        self._pending_restart[name] = task
+        task.add_done_callback(lambda t, n=name: self._pending_restart.pop(n, None) if self._pending_restart.get(n) is t else None)
+
+    def _cancel_pending_restart(self, name: str) -> None:
+        task = self._pending_restart.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def _on_state(self, runner: ServiceRunner, old: ServiceState, new: ServiceState) -> None:
+        if self._opened:
+            self._publish(Event("state", runner.name, f"{runner.name}: {old} -> {new}", {"from": str(old), "to": str(new)}))
+
+    async def _stop_stale_processes(self) -> None:
+        """Stop what an engine that died without cleaning up left running, identity permitting."""
+        assert self.store is not None
+        rows = await self.store.fetch("SELECT id, service, pid, create_time, cmdline FROM owned_processes WHERE ended_at IS NULL")
+        for row in rows:
+            pid, create_time, cmdline = row["pid"], row["create_time"], json.loads(row["cmdline"])
+            alive = False
+            try:
+                proc = psutil.Process(pid)
+                alive = abs(proc.create_time() - create_time) < 0.05 and proc.cmdline() == cmdline and pid != os.getpid()
+            except psutil.Error:
+                pass
+            if alive:
+                signal_group(pid, signal.SIGTERM)
+                signal_group(pid, signal.SIGCONT)
+                with contextlib.suppress(psutil.Error):
+                    await asyncio.to_thread(_wait_gone, pid, 5.0)
+                signal_group(pid, signal.SIGKILL)
+                await self._acknowledged(
+                    Event("stale_stopped", row["service"], f"stopped pid {pid} of {row['service']} left by an engine that did not shut down cleanly", {"pid": pid})
+                )
+            await self.store.write("UPDATE owned_processes SET ended_at = ? WHERE id = ?", (time.time(), row["id"]))
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _managed(self, service: str) -> ServiceRunner:
+        try:
+            svc = self.config.service(service)
+        except KeyError:
+            raise KeyError(f"unknown service {service!r}; known: {', '.join(s.name for s in self.config.services)}") from None
+        if not svc.managed:
+            raise ValueError(f"{service} is monitor-only (managed = false): Aurora does not start, stop or signal it")
+        return self.runners[service]
+
+    def _status(self, svc: ServiceConfig, now: float) -> ServiceStatus:
+        runner = self.runners.get(svc.name)
+        sample = self.samples.get(svc.name)
+        health = self.health.get(svc.name)
+        pid = runner.pid if runner and runner.alive else None
+        facts = sample.process if sample else None
+        if runner is None:
+            pid = facts.pid if facts else None
+        if facts is not None and facts.pid != pid:
+            facts = None  # the last sample describes an earlier process
+        alive = pid is not None
+        healthy = alive and (health.ok if health is not None else svc.health.kind == "none" or svc.port is None)
+        return ServiceStatus(
+            name=svc.name,
+            state=str(runner.state) if runner else (ServiceState.RUNNING if alive else ServiceState.UNMANAGED).value,
+            managed=svc.managed,
+            pid=pid,
+            port=svc.port,
+            healthy=bool(healthy),
+            restarts=runner.restarts if runner else 0,
+            uptime=runner.uptime(now) if runner else None,
+            cpu=facts.cpu_percent if facts else None,
+            rss=facts.rss if facts else None,
+            started_at=runner.started_at if runner and runner.alive else None,
+            latency_ms=health.latency_ms if health else None,
+            health_error=health.error if health else None,
+            last_exit=runner.last_exit if runner else None,
+            depends_on=list(svc.depends_on),
+        )
+
+    def _action_result(self, service: str) -> dict[str, Any]:
+        status = self._status(self.config.service(service), time.time())
+        return {"service": service, "state": status.state, "pid": status.pid, "healthy": status.healthy}
+
+    def _publish(self, event: Event) -> None:
+        for queue in list(self._subscribers):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # a slow reader loses the oldest event, never the engine's time
+            queue.put_nowait(event)
+
+    async def _emit(self, event: Event) -> None:
+        self._publish(event)
+        if event.kind not in TRANSIENT and self.store is not None:
+            self._background_write(self._event_write(event))
+
+    async def _acknowledged(self, event: Event) -> None:
+        """Publish an event and return only once it is committed to the database."""
+        self._publish(event)
+        assert self.store is not None
+        await self._event_write(event)
+
+    def _event_write(self, event: Event) -> asyncio.Future[int | None]:
+        assert self.store is not None
+        return self.store.submit(
+            "INSERT INTO events(ts, run_id, kind, service, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
+            (event.ts, self.run_id, event.kind, event.service, event.message, dumps(event.data)),
+        )
+
+    def _background_write(self, future: asyncio.Future[Any]) -> None:
+        # Nobody awaits routine writes, but a failure must not vanish silently.
+        future.add_done_callback(_report_write_failure)
+
+    def _spawn_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+SAMPLE_INSERT = (
+    "INSERT INTO samples(service, ts, state, pid, status, cpu_percent, rss, fds, threads, connections, children, zombies, "
+    "port_listening, port_holder_pid, healthy, http_status, latency_ms, health_error, data_json) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sample_row(s: ServiceSample) -> tuple[Any, ...]:
+    p, port, h = s.process, s.port, s.health
+    extra = {"holder_cmdline": port.holder_cmdline, "holder_username": port.holder_username} if port and port.holder_pid else {}
+    return (
+        s.service, s.ts, s.state,
+        p.pid if p else None, p.status if p else None, p.cpu_percent if p else None, p.rss if p else None,
+        p.fds if p else None, p.threads if p else None, p.connections if p else None,
+        p.children if p else None, p.zombies if p else None,
+        int(port.listening) if port else None, port.holder_pid if port else None,
+        None if h is None or h.ok is None else int(h.ok), h.status_code if h else None,
+        h.latency_ms if h else None, h.error if h else None, dumps(extra),
+    )
+
+
+def _report_write_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        import sys
+
+        print(f"aurora: store write failed: {future.exception()!r}", file=sys.stderr)
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    psutil.Process(pid).wait(timeout)

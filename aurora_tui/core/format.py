@@ -1,0 +1,48 @@
+"""Human-readable numbers shared by the CLI and the console."""
+from __future__ import annotations
+
+STATE_GLYPHS = {
+    "running": "●",
+    "starting": "◐",
+    "stopping": "◑",
+    "stopped": "○",
+    "backoff": "↻",
+    "failed": "✖",
+    "unmanaged": "◌",
+}
+
+
+def bytes_h(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit in ("B", "K") else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"
+
+
+def duration_h(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def percent_h(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def health_h(healthy: bool | None, latency_ms: float | None = None) -> str:
+    if healthy is None:
+        return "-"
+    if not healthy:
+        return "down"
+    return "ok" if latency_ms is None else f"ok {latency_ms:.0f}ms"

@@ -1,0 +1,198 @@
+"""Plain data passed between the engine, the store, the control socket and the console.
+
+Everything here is a dataclass that round-trips through JSON, because the same values travel over the
+control socket to an attached console or the CLI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+
+class ServiceState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    # Monitor-only services: Aurora never starts them, it only watches whoever holds the port.
+    UNMANAGED = "unmanaged"
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What makes a process *that* process: a pid alone can be reused by an unrelated program."""
+
+    pid: int
+    create_time: float
+    cmdline: tuple[str, ...]
+
+
+@dataclass
+class ProcessFacts:
+    """psutil facts about a service's whole process tree (the leader plus every descendant)."""
+
+    pid: int
+    status: str
+    cpu_percent: float
+    rss: int
+    fds: int
+    threads: int
+    connections: int
+    children: int
+    zombies: int
+    create_time: float
+    cmdline: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PortFacts:
+    port: int
+    listening: bool
+    holder_pid: int | None = None
+    holder_cmdline: list[str] = field(default_factory=list)
+    holder_username: str | None = None
+    # True when the holder is the service's own process tree, False when it is someone else.
+    holder_is_service: bool | None = None
+
+
+@dataclass
+class HealthResult:
+    kind: str
+    ok: bool | None
+    latency_ms: float | None = None
+    status_code: int | None = None
+    body_excerpt: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class HostSample:
+    ts: float
+    cpu_percent: float
+    mem_percent: float
+    mem_available: int
+    load1: float
+    load5: float
+    load15: float
+    disk_percent: float
+    disk_free: int
+    cpu_count: int
+
+
+@dataclass
+class ServiceSample:
+    service: str
+    ts: float
+    state: str
+    process: ProcessFacts | None = None
+    port: PortFacts | None = None
+    health: HealthResult | None = None
+
+
+@dataclass
+class ExitInfo:
+    ts: float
+    code: int | None
+    signal: str | None
+    expected: bool
+    runtime: float
+
+    def describe(self) -> str:
+        how = f"killed by {self.signal}" if self.signal else f"exited with status {self.code}"
+        return f"{how} after {self.runtime:.1f}s"
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str
+    managed: bool
+    pid: int | None
+    port: int | None
+    healthy: bool | None
+    restarts: int
+    uptime: float | None
+    cpu: float | None
+    rss: int | None
+    started_at: float | None = None
+    latency_ms: float | None = None
+    health_error: str | None = None
+    last_exit: ExitInfo | None = None
+    depends_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FleetSnapshot:
+    ts: float
+    services: list[ServiceStatus]
+    host: HostSample | None
+    last_scan_at: float | None
+    scans: int
+    interval: float
+    engine_pid: int
+    db: str
+    config_source: str
+
+    @property
+    def healthy_count(self) -> int:
+        return sum(1 for s in self.services if s.healthy)
+
+    def service(self, name: str) -> ServiceStatus | None:
+        return next((s for s in self.services if s.name == name), None)
+
+
+@dataclass
+class Event:
+    kind: str
+    service: str | None
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+
+# --- JSON round trips -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+_NESTED: dict[type, dict[str, type]] = {}
+
+
+def from_jsonable(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a dataclass from ``to_jsonable`` output; nested dataclass fields are named in ``_NESTED``."""
+    nested = _NESTED.get(cls, {})
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = nested.get(f.name)
+        if sub is not None and value is not None:
+            value = [from_jsonable(sub, v) for v in value] if isinstance(value, list) else from_jsonable(sub, value)
+        kwargs[f.name] = value
+    return cls(**kwargs)  # type: ignore[call-arg]
+
+
+_NESTED.update(
+    {
+        ServiceStatus: {"last_exit": ExitInfo},
+        FleetSnapshot: {"services": ServiceStatus, "host": HostSample},
+        ServiceSample: {"process": ProcessFacts, "port": PortFacts, "health": HealthResult},
+    }
+)

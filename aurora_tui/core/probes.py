@@ -1,0 +1,239 @@
+"""Measurements: psutil facts of process trees, who holds which port, TCP and HTTP health, the host.
+
+The psutil calls block, so the engine runs :meth:`ProcessProber.probe` in a thread. The network probes
+are coroutines run concurrently on the loop. Every function here reports what it saw and never acts.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .config import HealthCheck
+from .model import HealthResult, HostSample, PortFacts, ProcessFacts
+
+BODY_EXCERPT = 200
+MAX_BODY = 64 * 1024
+
+
+@dataclass
+class ConnectionTable:
+    """One pass over the host's inet sockets: listeners by port and open connections by pid."""
+
+    listeners: dict[int, list[int | None]]
+    connections_by_pid: dict[int, int]
+
+    @classmethod
+    def read(cls) -> "ConnectionTable":
+        listeners: dict[int, list[int | None]] = {}
+        by_pid: dict[int, int] = {}
+        try:
+            conns = psutil.net_connections(kind="inet")
+        except (psutil.AccessDenied, PermissionError):
+            conns = []
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN and c.laddr:
+                holders = listeners.setdefault(c.laddr.port, [])
+                if c.pid not in holders:
+                    holders.append(c.pid)
+            elif c.pid is not None and c.status != psutil.CONN_NONE:
+                by_pid[c.pid] = by_pid.get(c.pid, 0) + 1
+        return cls(listeners, by_pid)
+
+
+class ProcessProber:
+    """Keeps psutil.Process objects between scans so CPU percentages cover the time since the last scan."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, psutil.Process] = {}
+
+    def _process(self, pid: int) -> psutil.Process:
+        proc = self._cache.get(pid)
+        if proc is not None and proc.is_running():
+            return proc
+        proc = psutil.Process(pid)
+        proc.cpu_percent(None)  # prime: the first reading of a new process is always 0.0
+        self._cache[pid] = proc
+        return proc
+
+    def forget_dead(self, live_pids: set[int]) -> None:
+        for pid in list(self._cache):
+            if pid not in live_pids:
+                del self._cache[pid]
+
+    def tree(self, pid: int, create_time: float | None, table: ConnectionTable) -> ProcessFacts | None:
+        """Facts for ``pid`` and its descendants, or None when it is gone or the pid now belongs to
+        another program (a different create time)."""
+        try:
+            leader = self._process(pid)
+            with leader.oneshot():
+                if create_time is not None and abs(leader.create_time() - create_time) > 0.05:
+                    return None
+                facts = ProcessFacts(
+                    pid=pid,
+                    status=leader.status(),
+                    cpu_percent=leader.cpu_percent(None),
+                    rss=leader.memory_info().rss,
+                    fds=_num_fds(leader),
+                    threads=leader.num_threads(),
+                    connections=table.connections_by_pid.get(pid, 0),
+                    children=0,
+                    zombies=0,
+                    create_time=leader.create_time(),
+                    cmdline=leader.cmdline(),
+                    pids=[pid],
+                )
+            children = leader.children(recursive=True)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return None
+        except psutil.AccessDenied:
+            return None
+        for child in children:
+            # A child can vanish between listing and reading; it simply no longer counts.
+            try:
+                facts.children += 1
+                facts.pids.append(child.pid)
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    facts.zombies += 1
+                    continue
+                proc = self._process(child.pid)
+                with proc.oneshot():
+                    facts.cpu_percent += proc.cpu_percent(None)
+                    facts.rss += proc.memory_info().rss
+                    facts.fds += _num_fds(proc)
+                    facts.threads += proc.num_threads()
+                facts.connections += table.connections_by_pid.get(child.pid, 0)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+        return facts
+
+
+def _num_fds(proc: psutil.Process) -> int:
+    try:
+        return proc.num_fds()
+    except (psutil.AccessDenied, AttributeError):
+        return 0
+
+
+def port_facts(port: int, table: ConnectionTable, service_pids: set[int]) -> PortFacts:
+    holders = table.listeners.get(port, [])
+    if not holders:
+        return PortFacts(port=port, listening=False)
+    # Prefer reporting a holder that is not the service: that is the one an operator needs to see.
+    known = [p for p in holders if p is not None]
+    foreign = [p for p in known if p not in service_pids]
+    pid = (foreign or known or [None])[0]
+    facts = PortFacts(port=port, listening=True, holder_pid=pid)
+    if pid is None:
+        return facts
+    facts.holder_is_service = pid in service_pids
+    try:
+        proc = psutil.Process(pid)
+        facts.holder_cmdline = proc.cmdline()
+        facts.holder_username = proc.username()
+    except psutil.Error:
+        pass
+    return facts
+
+
+def host_sample(data_dir: Path) -> HostSample:
+    vm = psutil.virtual_memory()
+    try:
+        load1, load5, load15 = os.getloadavg()
+    except OSError:
+        load1 = load5 = load15 = 0.0
+    probe_dir = data_dir if data_dir.exists() else Path("/")
+    disk = psutil.disk_usage(str(probe_dir))
+    return HostSample(
+        ts=time.time(),
+        cpu_percent=psutil.cpu_percent(None),
+        mem_percent=vm.percent,
+        mem_available=vm.available,
+        load1=load1,
+        load5=load5,
+        load15=load15,
+        disk_percent=disk.percent,
+        disk_free=disk.free,
+        cpu_count=psutil.cpu_count() or 1,
+    )
+
+
+# --- network probes (coroutines) ---------------------------------------------------------------------
+
+
+async def tcp_check(port: int, timeout: float, host: str = "127.0.0.1") -> HealthResult:
+    start = time.perf_counter()
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        return HealthResult("tcp", False, error=_describe(exc, timeout))
+    latency = (time.perf_counter() - start) * 1000
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), 0.5)
+    except (OSError, asyncio.TimeoutError):
+        pass
+    return HealthResult("tcp", True, latency_ms=latency)
+
+
+async def http_get(
+    port: int, path: str, timeout: float, host: str = "127.0.0.1", method: str = "GET"
+) -> tuple[int, str, float]:
+    """A minimal HTTP/1.1 request with ``Connection: close``. Returns (status, body, latency in ms)."""
+    start = time.perf_counter()
+
+    async def exchange() -> tuple[int, str]:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+            await writer.drain()
+            raw = await reader.read(MAX_BODY)
+            while len(raw) < MAX_BODY:
+                more = await reader.read(MAX_BODY - len(raw))
+                if not more:
+                    break
+                raw += more
+        finally:
+            writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split()
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ValueError(f"not an HTTP response: {status_line[:60]!r}")
+        return int(parts[1]), body.decode("utf-8", errors="replace")
+
+    status, body = await asyncio.wait_for(exchange(), timeout)
+    return status, body, (time.perf_counter() - start) * 1000
+
+
+async def http_check(port: int, check: HealthCheck) -> HealthResult:
+    try:
+        status, body, latency = await http_get(port, check.path or "/", check.timeout)
+    except (OSError, ValueError, asyncio.TimeoutError) as exc:
+        return HealthResult("http", False, error=_describe(exc, check.timeout))
+    excerpt = body[:BODY_EXCERPT]
+    if status != check.expect_status:
+        return HealthResult("http", False, latency, status, excerpt, f"HTTP {status}, expected {check.expect_status}")
+    if check.expect_body is not None and check.expect_body not in body:
+        return HealthResult("http", False, latency, status, excerpt, f"body does not contain {check.expect_body!r}")
+    return HealthResult("http", True, latency, status, excerpt)
+
+
+async def health_check(port: int | None, check: HealthCheck) -> HealthResult | None:
+    if check.kind == "none" or port is None:
+        return None
+    if check.kind == "tcp":
+        return await tcp_check(port, check.timeout)
+    return await http_check(port, check)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"timed out after {timeout:g}s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return str(exc) or type(exc).__name__

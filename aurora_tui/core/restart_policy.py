@@ -1,0 +1,23 @@
+"""When to restart a service that exited on its own. Pure functions, so the policy is testable alone.
+
+Unlike supervisord (FATAL after ``startretries``) and systemd (``StartLimitBurst``), Aurora never gives up:
+back-off grows exponentially to a cap and the retries continue at that slow pace.
+"""
+from __future__ import annotations
+
+# A run shorter than this counts as a failed start when deciding how long to back off.
+SHORT_RUN = 10.0
+BACKOFF_CAP = 60.0
+BACKOFF_FLOOR = 0.5
+
+
+def consecutive_short_runs(previous: int, runtime: float) -> int:
+    return previous + 1 if runtime < SHORT_RUN else 1
+
+
+def restart_delay(base: float, short_runs: int, cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait before the next start: the configured delay after an isolated crash, then
+    doubling from ``BACKOFF_FLOOR`` with every further crash that came soon after a start."""
+    if short_runs <= 1:
+        return base
+    return min(cap, max(base, BACKOFF_FLOOR) * 2 ** (short_runs - 1))

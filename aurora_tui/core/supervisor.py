@@ -1,0 +1,219 @@
+"""Runs one managed service: spawns it in its own process group, notices its exit at once, stops it.
+
+Exit is noticed through a pidfd registered with the event loop, so a crash is seen the moment the kernel
+reports it, not at the next scan, and no thread per child is needed. Output is read from a non-blocking
+pipe into a :class:`LogSink`. Nothing is ever run through a shell: the command is an argv list.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from .config import ServiceConfig
+from .logsink import LogSink
+from .model import ExitInfo, ProcessIdentity, ServiceState
+
+ExitCallback = Callable[["ServiceRunner", ExitInfo], None]
+StateCallback = Callable[["ServiceRunner", ServiceState, ServiceState], None]
+
+# How long to wait for a SIGKILLed group before reporting the stop as stuck (a process in
+# uninterruptible sleep can outlive SIGKILL for a while).
+KILL_WAIT = 5.0
+
+
+def signal_name(returncode: int) -> str | None:
+    if returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a whole process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+
+
+class ServiceRunner:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        log_dir: Path,
+        on_exit: ExitCallback,
+        on_state: StateCallback,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.state = ServiceState.STOPPED
+        self.identity: ProcessIdentity | None = None
+        self.started_at: float | None = None
+        self.restarts = 0
+        self.starts = 0
+        self.last_exit: ExitInfo | None = None
+        self.spawn_error: str | None = None
+        self.sink = LogSink(log_dir / f"{self.name}.log")
+        self._on_exit = on_exit
+        self._on_state = on_state
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._exited: asyncio.Future[ExitInfo] | None = None
+        self._expect_exit = False
+
+    # --- queries -------------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self.identity.pid if self.identity else None
+
+    @property
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.returncode is None
+
+    def uptime(self, now: float | None = None) -> float | None:
+        if not self.alive or self.started_at is None:
+            return None
+        return max(0.0, (now or time.time()) - self.started_at)
+
+    def set_state(self, new: ServiceState) -> None:
+        old = self.state
+        if old is new:
+            return
+        self.state = new
+        self._on_state(self, old, new)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def spawn(self) -> bool:
+        """Start the process now. Returns False (state ``failed``) when it cannot be spawned at all."""
+        if self.alive:
+            return True
+        loop = asyncio.get_running_loop()
+        env = {**os.environ, **dict(self.config.env)}
+        try:
+            popen = subprocess.Popen(
+                list(self.config.command),
+                cwd=self.config.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own session and process group: stop signals reach the whole tree
+                close_fds=True,
+            )
+        except OSError as exc:
+            self.spawn_error = f"cannot start {self.config.command[0]!r}: {exc.strerror or exc}"
+            self.sink.mark(self.spawn_error)
+            self.set_state(ServiceState.FAILED)
+            return False
+        self.spawn_error = None
+        self._popen = popen
+        self._expect_exit = False
+        self._exited = loop.create_future()
+        self.started_at = time.time()
+        self.starts += 1
+        try:
+            ps = psutil.Process(popen.pid)
+            self.identity = ProcessIdentity(popen.pid, ps.create_time(), tuple(ps.cmdline()))
+        except psutil.Error:
+            # Exited before we could look; the exit watcher reports it.
+            self.identity = ProcessIdentity(popen.pid, self.started_at, tuple(self.config.command))
+        self.sink.mark(f"started pid {popen.pid}: {' '.join(self.config.command)}")
+        assert popen.stdout is not None
+        out_fd = popen.stdout.fileno()
+        os.set_blocking(out_fd, False)
+        loop.add_reader(out_fd, self._read_output, popen)
+        pidfd = os.pidfd_open(popen.pid)
+        loop.add_reader(pidfd, self._reap, popen, pidfd)
+        self.set_state(ServiceState.STARTING)
+        return True
+
+    async def stop(self, timeout: float | None = None) -> ExitInfo | None:
+        """SIGTERM the group, wait ``stop_timeout``, then SIGKILL it. Returns how the process ended."""
+        popen, exited = self._popen, self._exited
+        if popen is None or exited is None or not self.alive:
+            if self.state not in (ServiceState.FAILED,):
+                self.set_state(ServiceState.STOPPED)
+            return self.last_exit
+        self._expect_exit = True
+        self.set_state(ServiceState.STOPPING)
+        pgid = popen.pid
+        signal_group(pgid, signal.SIGTERM)
+        # A stopped (SIGSTOP) process keeps SIGTERM pending until it is continued.
+        signal_group(pgid, signal.SIGCONT)
+        wait = self.config.stop_timeout if timeout is None else timeout
+        try:
+            info = await asyncio.wait_for(asyncio.shield(exited), wait)
+        except asyncio.TimeoutError:
+            self.sink.mark(f"did not stop within {wait:.1f}s of SIGTERM; sending SIGKILL")
+            signal_group(pgid, signal.SIGKILL)
+            info = await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
+        return info
+
+    def send_signal(self, sig: int) -> bool:
+        """Signal the leader only. Safe against pid reuse: the pid stays ours until we reap it."""
+        if not self.alive or self._popen is None:
+            return False
+        try:
+            self._popen.send_signal(sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    # --- loop callbacks ------------------------------------------------------------------------------
+
+    def _read_output(self, popen: subprocess.Popen[bytes]) -> None:
+        assert popen.stdout is not None
+        fd = popen.stdout.fileno()
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.sink.write(data)
+            return
+        asyncio.get_running_loop().remove_reader(fd)
+        popen.stdout.close()
+
+    def _reap(self, popen: subprocess.Popen[bytes], pidfd: int) -> None:
+        returncode = popen.poll()
+        if returncode is None:
+            return
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        # Like systemd's control-group kill mode: whatever the dead leader left in its group (workers,
+        # helpers holding its port) goes with it, so the next start finds a clean slate.
+        signal_group(popen.pid, signal.SIGKILL)
+        now = time.time()
+        info = ExitInfo(
+            ts=now,
+            code=returncode if returncode >= 0 else None,
+            signal=signal_name(returncode),
+            expected=self._expect_exit,
+            runtime=now - (self.started_at or now),
+        )
+        self.last_exit = info
+        self.sink.mark(f"pid {popen.pid} {info.describe()}" + ("" if info.expected else " (unexpected)"))
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(info)
+        if info.expected:
+            self.set_state(ServiceState.STOPPED)
+        self._on_exit(self, info)
+
+    def close(self) -> None:
+        self.sink.close()

@@ -1,0 +1,237 @@
+"""The engine with real processes: start, stop, restart, exits noticed at once, clean shutdown."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+
+import psutil
+import pytest
+
+from aurora_tui.core.engine import Engine
+from aurora_tui.core.enginelock import EngineAlreadyRunning
+from aurora_tui.core.model import ServiceState
+
+from .fleet import demo_fleet, free_port, http_service, script_fleet
+from .helpers import async_wait_until
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def all_healthy(engine: Engine, count: int) -> bool:
+    snap = await engine.snapshot()
+    return len(snap.services) == count and all(s.healthy and s.state == "running" for s in snap.services)
+
+
+async def status_of(engine: Engine, name: str):
+    return (await engine.snapshot()).service(name)
+
+
+@pytest.fixture
+async def demo_engine(tmp_path):
+    engine = Engine(demo_fleet(tmp_path))
+    await engine.open()
+    engine.launch()
+    try:
+        await async_wait_until(lambda: all_healthy(engine, 4), timeout=30, what="demo fleet healthy")
+        yield engine
+    finally:
+        await engine.close()
+
+
+async def test_demo_fleet_starts_in_dependency_order_and_closes_clean(demo_engine: Engine):
+    snap = await demo_engine.snapshot()
+    assert {s.name for s in snap.services} == {"aurora_ui", "bridge_api", "learning_api", "file_server"}
+    pids = [s.pid for s in snap.services]
+    assert all(pids)
+    events = await demo_engine.recent_events(limit=100)
+    started = [e["service"] for e in reversed(events) if e["kind"] == "started"]
+    assert started.index("learning_api") < started.index("bridge_api")
+    await demo_engine.close()
+    assert all(gone(pid) for pid in pids)
+
+
+async def test_stop_start_restart(demo_engine: Engine):
+    before = await status_of(demo_engine, "file_server")
+    result = await demo_engine.stop_service("file_server")
+    assert result["state"] == "stopped" and result["pid"] is None
+    assert gone(before.pid)
+    stopped = await status_of(demo_engine, "file_server")
+    assert stopped.healthy is False and stopped.state == "stopped"
+
+    result = await demo_engine.start_service("file_server")
+    assert result["state"] == "running" and result["healthy"] is True
+    with pytest.raises(ValueError, match="already running"):
+        await demo_engine.start_service("file_server")
+
+    started_pid = result["pid"]
+    result = await demo_engine.restart("file_server")
+    assert result["healthy"] is True and result["pid"] not in (started_pid, before.pid)
+    assert gone(started_pid)
+    assert (await status_of(demo_engine, "file_server")).restarts == 1
+    kinds = [e["kind"] for e in await demo_engine.recent_events(service="file_server")]
+    assert {"stop", "start", "restart"} <= set(kinds)
+
+
+async def test_unknown_service_is_refused_by_name(demo_engine: Engine):
+    with pytest.raises(KeyError, match="unknown service 'nope'; known: aurora_ui"):
+        await demo_engine.restart("nope")
+
+
+async def test_kill_9_is_noticed_and_restarted_without_a_scan(demo_engine: Engine):
+    scans = demo_engine.scans  # the interval is an hour: no scan will come to the rescue
+    victim = await status_of(demo_engine, "bridge_api")
+    os.kill(victim.pid, signal.SIGKILL)
+
+    async def back() -> bool:
+        s = await status_of(demo_engine, "bridge_api")
+        return s.pid not in (None, victim.pid) and s.healthy
+
+    await async_wait_until(back, timeout=10, what="bridge_api back with a new pid")
+    assert demo_engine.scans == scans
+    crashed = [e for e in await demo_engine.recent_events(service="bridge_api") if e["kind"] == "crashed"]
+    assert crashed and crashed[0]["data"]["signal"] == "SIGKILL" and crashed[0]["data"]["expected"] is False
+    assert (await status_of(demo_engine, "bridge_api")).restarts == 1
+
+
+async def test_stopped_process_is_still_stopped_cleanly(demo_engine: Engine):
+    """A SIGSTOPped service keeps SIGTERM pending; the supervisor continues it so it can die."""
+    victim = await status_of(demo_engine, "aurora_ui")
+    await demo_engine.chaos("stop", "aurora_ui")
+    await async_wait_until(lambda: psutil.Process(victim.pid).status() == psutil.STATUS_STOPPED, what="SIGSTOP taken")
+    started = time.monotonic()
+    await demo_engine.stop_service("aurora_ui")
+    assert gone(victim.pid)
+    assert time.monotonic() - started < 4.0, "should not have needed the SIGKILL escalation"
+
+
+async def test_stop_escalates_to_sigkill_and_takes_the_whole_group(tmp_path):
+    config = script_fleet(
+        tmp_path,
+        {
+            "stubborn": {
+                "script": """
+                    import signal, subprocess, sys, time
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+                    print("child", child.pid, flush=True)
+                    time.sleep(600)
+                """,
+                "stop_timeout": 0.5,
+            }
+        },
+    )
+    async with Engine(config) as engine:
+        engine.launch()
+        runner = engine.runners["stubborn"]
+        line = await async_wait_until(lambda: next((l for l in runner.sink.tail(20) if l.startswith("child ")), None), what="child pid")
+        child_pid = int(line.split()[1])
+        leader = runner.pid
+        info = await engine.stop_service("stubborn")
+        assert info["state"] == "stopped"
+        assert runner.last_exit is not None and runner.last_exit.signal == "SIGKILL"
+        await async_wait_until(lambda: gone(child_pid) and gone(leader), timeout=5, what="group gone")
+
+
+async def test_crash_loop_backs_off_and_never_gives_up(tmp_path):
+    config = script_fleet(tmp_path, {"flaky": {"script": "import sys; print('boom', flush=True); sys.exit(3)", "restart_delay": 0.1}})
+    async with Engine(config) as engine:
+        engine.launch()
+
+        async def three_restarts():
+            events = await engine.recent_events(service="flaky", limit=100)
+            return [e["data"]["delay"] for e in reversed(events) if e["kind"] == "auto_restart"][:3] if sum(
+                e["kind"] == "auto_restart" for e in events) >= 3 else None
+
+        delays = await async_wait_until(three_restarts, timeout=15, what="three automatic restarts")
+        assert delays[0] == pytest.approx(0.1)
+        assert delays[0] < delays[1] < delays[2]
+        crashed = [e for e in await engine.recent_events(service="flaky", limit=100) if e["kind"] == "crashed"]
+        assert crashed[0]["data"]["code"] == 3
+        assert engine.runners["flaky"].state in (ServiceState.BACKOFF, ServiceState.STARTING, ServiceState.RUNNING)
+
+
+async def test_a_command_that_cannot_start_is_failed_and_retried(tmp_path):
+    config = script_fleet(tmp_path, {"ok": {"script": "import time; time.sleep(600)"}})
+    import dataclasses
+
+    broken = dataclasses.replace(config.services[0], name="missing", command=("/nonexistent/aurora-binary",))
+    config = dataclasses.replace(config, services=(config.services[0], broken))
+    async with Engine(config) as engine:
+        engine.launch()
+
+        async def failed():
+            events = await engine.recent_events(service="missing")
+            return [e for e in events if e["kind"] == "spawn_failed"]
+
+        events = await async_wait_until(failed, what="spawn failure recorded")
+        assert "No such file" in events[0]["message"]
+        await async_wait_until(lambda: engine.runners["missing"].starts == 0 and engine.runners["missing"].state in (ServiceState.BACKOFF, ServiceState.FAILED))
+
+
+async def test_second_engine_on_one_database_is_refused(tmp_path):
+    config = script_fleet(tmp_path, {"idle": {"script": "import time; time.sleep(600)"}})
+    async with Engine(config):
+        with pytest.raises(EngineAlreadyRunning, match=rf"pid {os.getpid()}"):
+            await Engine(config).open()
+    # Once the first is gone the database is free again.
+    async with Engine(config):
+        pass
+
+
+async def test_scan_records_samples_and_the_real_port_holder(tmp_path):
+    port = free_port()
+    config = script_fleet(
+        tmp_path,
+        {"web": {"script": http_service(port), "port": port, "health": {"http": "/", "expect_body": "ok"}}},
+        interval=0.2,
+    )
+    async with Engine(config) as engine:
+        engine.launch()
+        await async_wait_until(lambda: engine.scans >= 3, what="three scans")
+        sample = engine.samples["web"]
+        pid = engine.runners["web"].pid
+        assert sample.process is not None and sample.process.pid == pid and sample.process.rss > 5_000_000
+        assert sample.port is not None and sample.port.listening and sample.port.holder_pid == pid
+        assert sample.port.holder_is_service is True
+        assert sample.health is not None and sample.health.ok and sample.health.status_code == 200
+        await engine.store.write("SELECT 1")  # a barrier: every write queued before it is committed
+        rows = await engine.store.fetch("SELECT count(*) AS n, max(healthy) AS h FROM samples WHERE service = 'web'")
+        assert rows[0]["n"] >= 1 and rows[0]["h"] == 1
+        host = engine.host
+        assert host is not None and 0 <= host.mem_percent <= 100 and host.cpu_count >= 1
+
+
+async def test_retention_prunes_old_samples(tmp_path):
+    config = script_fleet(tmp_path, {"idle": {"script": "import time; time.sleep(600)"}})
+    async with Engine(config) as engine:
+        old = time.time() - 48 * 3600
+        await engine.store.write(
+            "INSERT INTO samples(service, ts, state) VALUES ('idle', ?, 'running')", (old,)
+        )
+        await engine.scan()
+        await engine.store.write("SELECT 1")  # everything queued before this is committed
+        rows = await engine.store.fetch("SELECT count(*) AS n FROM samples WHERE ts < ?", (time.time() - 24 * 3600,))
+        assert rows[0]["n"] == 0
+        rows = await engine.store.fetch("SELECT count(*) AS n FROM samples")
+        assert rows[0]["n"] == 1
+
+
+async def test_engine_close_leaves_database_consistent(tmp_path):
+    config = script_fleet(tmp_path, {"idle": {"script": "import time; time.sleep(600)"}})
+    async with Engine(config) as engine:
+        engine.launch()
+        await async_wait_until(lambda: engine.runners["idle"].state is ServiceState.RUNNING)
+    db = sqlite3.connect(config.settings.db)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    run = db.execute("SELECT clean_exit, stopped_at FROM engine_runs").fetchone()
+    assert run[0] == 1 and run[1] is not None
+    assert db.execute("SELECT count(*) FROM owned_processes WHERE ended_at IS NULL").fetchone()[0] == 0
+    assert not config.settings.db.with_name("aurora.db.sock").exists()
