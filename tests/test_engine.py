@@ -41,6 +41,8 @@ async def demo_engine(tmp_path):
     engine.launch()
     try:
         await async_wait_until(lambda: all_healthy(engine, 4), timeout=30, what="demo fleet healthy")
+        # The first scan follows the fleet's start; after it, none comes for an hour.
+        await async_wait_until(lambda: engine.scans >= 1, what="the first scan")
         yield engine
     finally:
         await engine.close()

@@ -125,3 +125,21 @@ def test_host_sample_is_sane(tmp_path):
     host = host_sample(tmp_path)
     assert 0 < host.mem_available and 0 <= host.mem_percent <= 100
     assert 0 <= host.disk_percent <= 100 and host.disk_free > 0 and host.cpu_count >= 1
+
+
+def test_proc_socket_reader_agrees_with_psutil(web):
+    """The fast /proc reader must see exactly what psutil sees: the listener and live connections."""
+    import socket
+
+    from aurora_tui.core.probes import _linux_sockets, _psutil_sockets
+
+    proc, port = web
+    client = socket.create_connection(("127.0.0.1", port))
+    try:
+        fast = _linux_sockets()
+        slow = _psutil_sockets()
+        assert fast is not None
+        assert fast[0][port] == slow[0][port] == [proc.pid]
+        assert fast[1].get(os.getpid()) == slow[1].get(os.getpid()) >= 1
+    finally:
+        client.close()

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -22,27 +23,103 @@ MAX_BODY = 64 * 1024
 
 @dataclass
 class ConnectionTable:
-    """One pass over the host's inet sockets: listeners by port and open connections by pid."""
+    """One pass over the host per scan: inet listeners by port, open connections by pid, and each
+    process's children. Reading these once, instead of once per service, keeps a scan linear in the
+    number of services (psutil's ``children()`` alone rereads every process's parent each call)."""
 
     listeners: dict[int, list[int | None]]
     connections_by_pid: dict[int, int]
+    children: dict[int, list[int]] = field(default_factory=dict)
+
+    def descendants(self, pid: int) -> list[int]:
+        found: list[int] = []
+        stack = list(self.children.get(pid, ()))
+        while stack:
+            child = stack.pop()
+            found.append(child)
+            stack.extend(self.children.get(child, ()))
+        return found
 
     @classmethod
     def read(cls) -> "ConnectionTable":
-        listeners: dict[int, list[int | None]] = {}
-        by_pid: dict[int, int] = {}
+        sockets = _linux_sockets() if sys.platform.startswith("linux") else None
+        listeners, by_pid = sockets if sockets is not None else _psutil_sockets()
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            ppid = proc.info["ppid"]
+            if ppid:
+                children.setdefault(ppid, []).append(proc.pid)
+        return cls(listeners, by_pid, children)
+
+
+def _psutil_sockets() -> tuple[dict[int, list[int | None]], dict[int, int]]:
+    listeners: dict[int, list[int | None]] = {}
+    by_pid: dict[int, int] = {}
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, PermissionError):
+        conns = []
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr:
+            holders = listeners.setdefault(c.laddr.port, [])
+            if c.pid not in holders:
+                holders.append(c.pid)
+        elif c.pid is not None and c.status != psutil.CONN_NONE:
+            by_pid[c.pid] = by_pid.get(c.pid, 0) + 1
+    return listeners, by_pid
+
+
+def _linux_sockets() -> tuple[dict[int, list[int | None]], dict[int, int]] | None:
+    """TCP listeners and per-process connection counts straight from /proc.
+
+    psutil builds a Python object for every socket in the table, including the TIME_WAIT entries that
+    health checks leave behind by the thousand on a busy host; those have no owner (inode 0) and are
+    skipped here before any parsing. Sockets of processes we may not inspect have no known pid."""
+    inode_pid: dict[int, int] = {}
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return None
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                fds = os.scandir(f"/proc/{entry.name}/fd")
+            except OSError:
+                continue
+            with fds:
+                for fd in fds:
+                    try:
+                        target = os.readlink(fd.path)
+                    except OSError:
+                        continue
+                    if target.startswith("socket:["):
+                        inode_pid[int(target[8:-1])] = int(entry.name)
+    listeners: dict[int, list[int | None]] = {}
+    by_pid: dict[int, int] = {}
+    found_table = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            conns = psutil.net_connections(kind="inet")
-        except (psutil.AccessDenied, PermissionError):
-            conns = []
-        for c in conns:
-            if c.status == psutil.CONN_LISTEN and c.laddr:
-                holders = listeners.setdefault(c.laddr.port, [])
-                if c.pid not in holders:
-                    holders.append(c.pid)
-            elif c.pid is not None and c.status != psutil.CONN_NONE:
-                by_pid[c.pid] = by_pid.get(c.pid, 0) + 1
-        return cls(listeners, by_pid)
+            handle = open(table, "rb")
+        except OSError:
+            continue
+        found_table = True
+        with handle:
+            next(handle, None)
+            for line in handle:
+                fields = line.split(None, 10)
+                if len(fields) < 10 or fields[9] == b"0":
+                    continue
+                pid = inode_pid.get(int(fields[9]))
+                if fields[3] == b"0A":  # LISTEN
+                    port = int(fields[1].rsplit(b":", 1)[1], 16)
+                    holders = listeners.setdefault(port, [])
+                    if pid not in holders:
+                        holders.append(pid)
+                elif pid is not None:
+                    by_pid[pid] = by_pid.get(pid, 0) + 1
+    return (listeners, by_pid) if found_table else None
 
 
 class ProcessProber:
@@ -87,26 +164,29 @@ class ProcessProber:
                     cmdline=leader.cmdline(),
                     pids=[pid],
                 )
-            children = leader.children(recursive=True)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             return None
-        except psutil.AccessDenied:
-            return None
-        for child in children:
+        for child_pid in table.descendants(pid):
             # A child can vanish between listing and reading; it simply no longer counts.
             try:
-                facts.children += 1
-                facts.pids.append(child.pid)
-                if child.status() == psutil.STATUS_ZOMBIE:
+                try:
+                    proc = self._process(child_pid)
+                except psutil.ZombieProcess:
+                    facts.children += 1
                     facts.zombies += 1
+                    facts.pids.append(child_pid)
                     continue
-                proc = self._process(child.pid)
+                facts.children += 1
+                facts.pids.append(child_pid)
                 with proc.oneshot():
+                    if proc.status() == psutil.STATUS_ZOMBIE:
+                        facts.zombies += 1
+                        continue
                     facts.cpu_percent += proc.cpu_percent(None)
                     facts.rss += proc.memory_info().rss
                     facts.fds += _num_fds(proc)
                     facts.threads += proc.num_threads()
-                facts.connections += table.connections_by_pid.get(child.pid, 0)
+                facts.connections += table.connections_by_pid.get(child_pid, 0)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
         return facts
