@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,9 +16,17 @@ from typing import Any, Sequence
 
 from .core.config import Config, ConfigError, Settings, demo_config, demo_config_text, load_config, with_overrides
 from .core.control import ControlError, NoEngine, call_engine
-from .core.format import STATE_GLYPHS, bytes_h, duration_h, health_h, percent_h
+from .core.format import STATE_GLYPHS, bytes_h, duration_h, health_h, parse_duration, percent_h
 
 STATUS_FIELDS = ("name", "state", "pid", "port", "healthy", "restarts", "uptime", "cpu", "rss")
+INCIDENT_FIELDS = ("id", "service", "pattern", "status", "confidence", "opened_at", "resolved_at", "count", "summary", "evidence")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -82,6 +91,34 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--service")
     events.add_argument("--json", action="store_true")
 
+    incidents = sub.add_parser("incidents", help="incidents, newest first (reads the database; no engine needed)")
+    _target_options(incidents)
+    incidents.add_argument("--json", action="store_true")
+    incidents.add_argument("--service")
+    incidents.add_argument("--pattern")
+    incidents.add_argument("--since", type=_duration, help="only those opened within this long, e.g. 1h")
+    incidents.add_argument("--open", action="store_true", help="only incidents that are not resolved")
+    incidents.add_argument("-n", "--limit", type=int, default=50)
+
+    incident = sub.add_parser("incident", help="one incident with its timeline")
+    _target_options(incident)
+    incident.add_argument("id", type=int)
+    incident.add_argument("--json", action="store_true")
+
+    ack = sub.add_parser("ack", help="acknowledge an incident")
+    _target_options(ack)
+    ack.add_argument("id", type=int)
+
+    silence = sub.add_parser("silence", help="open no new incidents for a service for a while")
+    _target_options(silence)
+    silence.add_argument("service", help="a service name, or (host) for host-level patterns")
+    silence.add_argument("--for", dest="duration", type=_duration, required=True, help="e.g. 30m, 2h")
+    silence.add_argument("--reason", default="")
+
+    unsilence = sub.add_parser("unsilence", help="lift a service's silence")
+    _target_options(unsilence)
+    unsilence.add_argument("service")
+
     bench = sub.add_parser("bench", help="run the benchmarks")
     bench.add_argument("name", nargs="?", default="scan", choices=["scan"])
     bench.add_argument("--json", action="store_true")
@@ -137,6 +174,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = call_engine(db, "chaos", fault=args.fault, service=args.service, params=params)
         print(f"{args.fault} caused in {args.service} (pid {result.get('pid')})")
         return 0
+    if command == "incidents":
+        return _print_incidents(db, args)
+    if command == "incident":
+        return _print_incident(db, args.id, args.json)
+    if command == "ack":
+        result = call_engine(db, "acknowledge", incident_id=args.id)
+        print(f"incident #{result['id']} acknowledged ({result['pattern']} on {result['service']})")
+        return 0
+    if command == "silence":
+        result = call_engine(db, "silence", service=args.service, duration_s=args.duration, reason=args.reason)
+        print(f"{args.service} silenced for {duration_h(args.duration)}: {result['reason']}")
+        return 0
+    if command == "unsilence":
+        result = call_engine(db, "unsilence", service=args.service)
+        print(f"{args.service}: silence lifted" if result["removed"] else f"{args.service} was not silenced")
+        return 0
     if command == "logs":
         for line in call_engine(db, "logs", service=args.service, lines=args.lines):
             print(line)
@@ -173,6 +226,71 @@ def _target_db(args: argparse.Namespace) -> Path:
     if args.config:
         return Path(load_config(args.config).settings.db)
     return Settings().db
+
+
+def _read_db(db: Path):
+    """A read-only connection: the engine stays the only writer, and reading works without it."""
+    import sqlite3
+
+    if not db.exists():
+        raise NoEngine(f"no Aurora database at {db}")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _print_incidents(db: Path, args: argparse.Namespace) -> int:
+    import time as _time
+
+    from .core.incidents import incident_query, incident_row
+
+    since = _time.time() - args.since if args.since else None
+    sql, params = incident_query(service=args.service, pattern=args.pattern, open_only=args.open, since=since, limit=args.limit)
+    with contextlib.closing(_read_db(db)) as conn:
+        rows = [incident_row(r) for r in conn.execute(sql, params)]
+    if args.json:
+        print(json.dumps([{k: r[k] for k in INCIDENT_FIELDS} for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no incidents")
+        return 0
+    now = _time.time()
+    print(f"{'ID':>5}  {'STATUS':<17} {'CONF':>4} {'COUNT':>5} {'AGE':>7}  {'SERVICE':<14} {'PATTERN':<24} SUMMARY")
+    for r in rows:
+        print(
+            f"{r['id']:>5}  {r['status']:<17} {r['confidence']:>4} {r['count']:>5} {duration_h(now - r['opened_at']):>7}  "
+            f"{r['service']:<14} {r['pattern']:<24} {r['summary'][:90]}"
+        )
+    return 0
+
+
+def _print_incident(db: Path, incident_id: int, as_json: bool) -> int:
+    from datetime import datetime
+
+    from .core.incidents import INCIDENT_FIELDS as COLUMNS, incident_row
+
+    with contextlib.closing(_read_db(db)) as conn:
+        row = conn.execute(f"SELECT {COLUMNS} FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        if row is None:
+            print(f"aurora: no incident #{incident_id}", file=sys.stderr)
+            return 1
+        incident = incident_row(row)
+        timeline = [dict(e) | {"data": json.loads(e["data_json"])} for e in conn.execute(
+            "SELECT ts, kind, message, data_json FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (incident_id,))]
+    if as_json:
+        print(json.dumps(incident | {"timeline": timeline}, indent=2, default=str))
+        return 0
+    print(f"#{incident['id']} {incident['pattern']} on {incident['service']}: {incident['status']}, confidence {incident['confidence']}/10, seen {incident['count']}x")
+    print(f"  {incident['summary']}")
+    print(f"  time to detect {incident['detect_seconds']:.1f}s" + (f", recovered after {incident['recover_seconds']:.1f}s" if incident["recover_seconds"] else ""))
+    if incident["caused_by"]:
+        print(f"  caused by incident #{incident['caused_by']}")
+    print("timeline:")
+    for e in timeline:
+        print(f"  {datetime.fromtimestamp(e['ts']).strftime('%H:%M:%S')}  {e['kind']:<12} {e['message']}")
+    print("evidence:")
+    print("  " + json.dumps(incident["evidence"], indent=2, default=str).replace("\n", "\n  "))
+    return 0
 
 
 def _print_status(snapshot: dict[str, Any], as_json: bool) -> int:

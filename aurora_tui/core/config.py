@@ -82,6 +82,15 @@ class ServiceConfig:
     restart_delay: float = 0.1
     limits: Limits = Limits()
     managed: bool = True
+    # Per-pattern threshold overrides: ((pattern_id, ((param, value), ...)), ...), sorted.
+    patterns: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    def pattern_overrides(self) -> dict[str, dict[str, float]]:
+        return overrides_dict(self.patterns)
+
+
+def overrides_dict(patterns: tuple[tuple[str, tuple[tuple[str, float], ...]], ...]) -> dict[str, dict[str, float]]:
+    return {pattern: dict(params) for pattern, params in patterns}
 
 
 def _default_db() -> Path:
@@ -98,6 +107,11 @@ class Settings:
     db: Path = field(default_factory=_default_db)
     log_dir: Path = field(default_factory=_default_log_dir)
     retention_hours: float = 24.0
+    # Threshold overrides for every service and for the host patterns, as in ServiceConfig.patterns.
+    patterns: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    def pattern_overrides(self) -> dict[str, dict[str, float]]:
+        return overrides_dict(self.patterns)
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,7 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------- validation helpers
 
 _TOP_KEYS = ("aurora", "service")
-_AURORA_KEYS = ("interval", "db", "log_dir", "retention_hours")
+_AURORA_KEYS = ("interval", "db", "log_dir", "retention_hours", "patterns")
 _SERVICE_KEYS = (
     "name",
     "command",
@@ -178,6 +192,7 @@ _SERVICE_KEYS = (
     "restart_delay",
     "limits",
     "managed",
+    "patterns",
 )
 _HEALTH_KEYS = ("http", "tcp", "expect_status", "expect_body", "timeout")
 _LIMIT_KEYS = ("memory_mb", "cpu_percent", "fds_percent", "threads", "connections")
@@ -326,7 +341,46 @@ def _parse_settings(raw: Any, c: _Checker, base_dir: Path) -> Settings | None:
             ok &= s is not None
             if s is not None:
                 kwargs[key] = _resolve(s, base_dir)
+    if "patterns" in raw:
+        overrides = _parse_patterns(raw["patterns"], c, "aurora.patterns")
+        ok &= overrides is not None
+        kwargs["patterns"] = overrides
     return Settings(**kwargs) if ok else None
+
+
+def _parse_patterns(raw: Any, c: _Checker, path: str) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...] | None:
+    """Threshold overrides per issue pattern, checked against the pattern catalogue."""
+    from .patterns import load_patterns
+
+    catalogue = load_patterns()
+    if not isinstance(raw, dict):
+        c.add(path, f"must be a table such as {{ high_cpu = {{ debounce = 5 }} }}, got {_describe(raw)}")
+        return None
+    ok = True
+    result = []
+    for pattern, params in raw.items():
+        if pattern not in catalogue:
+            c.add(f"{path}.{pattern}", _unknown_key(pattern, tuple(catalogue), "pattern"))
+            ok = False
+            continue
+        if not isinstance(params, dict):
+            c.add(f"{path}.{pattern}", f"must be a table of thresholds, got {_describe(params)}")
+            ok = False
+            continue
+        known = tuple(catalogue[pattern].params)
+        values = []
+        for key, value in params.items():
+            if key not in known:
+                c.add(f"{path}.{pattern}.{key}", _unknown_key(key, known, "threshold"))
+                ok = False
+                continue
+            number = c.number(f"{path}.{pattern}.{key}", value, minimum=0.0, strict=False)
+            if number is None:
+                ok = False
+            else:
+                values.append((key, number))
+        result.append((pattern, tuple(sorted(values))))
+    return tuple(sorted(result)) if ok else None
 
 
 def _parse_health(raw: Any, c: _Checker, path: str, port_given: bool) -> HealthCheck | None:
@@ -563,6 +617,13 @@ def _parse_service(raw: dict, index: int, c: _Checker, base_dir: Path) -> tuple[
             ok = False
         else:
             fields["limits"] = lim
+
+    if "patterns" in raw:
+        overrides = _parse_patterns(raw["patterns"], c, f"{p}.patterns")
+        if overrides is None:
+            ok = False
+        else:
+            fields["patterns"] = overrides
 
     c.prefix = ""
     return fields, ok

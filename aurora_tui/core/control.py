@@ -68,6 +68,12 @@ class ControlServer:
             "chaos": engine.chaos,
             "logs": engine.logs,
             "events": self._recent_events,
+            "incidents": engine.list_incidents,
+            "incident": engine.incident,
+            "acknowledge": engine.acknowledge,
+            "silence": engine.silence,
+            "unsilence": engine.unsilence,
+            "silences": engine.silences,
         }
 
     async def start(self) -> None:

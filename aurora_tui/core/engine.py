@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -20,7 +21,11 @@ import psutil
 from . import restart_policy
 from .config import Config, ServiceConfig
 from .control import ControlServer, socket_path
+from .detect import DependencyState, HostView, ServiceView, detect_host, detect_service
+from .diagnose import diagnose
 from .enginelock import EngineLock
+from .incidents import IncidentBook, incident_query, incident_row
+from .patterns import HOST, load_patterns, pattern_params
 from .model import (
     Event,
     ExitInfo,
@@ -39,10 +44,13 @@ from .supervisor import ServiceRunner, signal_group
 READY_POLL = 0.1
 PRUNE_EVERY = 600.0
 SUBSCRIBER_QUEUE = 1000
+# Samples kept in memory per service for detection (the store keeps the full history).
+HISTORY = 120
+EXIT_HISTORY = 20
 DEMO_MODULE = "aurora_tui.demo.service"
 SIGNAL_FAULTS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "cont": signal.SIGCONT}
 # Event kinds that only describe the present (the console redraws on them); they are not stored.
-TRANSIENT = {"scan", "state"}
+TRANSIENT = {"scan", "state", "incident_repeated"}
 
 
 class Engine:
@@ -58,7 +66,13 @@ class Engine:
         self.scans = 0
         self.last_scan_at: float | None = None
         self.store: Store | None = None
+        self.incidents: IncidentBook | None = None
         self.run_id: int | None = None
+        self.history: dict[str, deque[ServiceSample]] = {s.name: deque(maxlen=HISTORY) for s in config.services}
+        self.host_history: deque[HostSample] = deque(maxlen=HISTORY)
+        self.exit_history: dict[str, deque[ExitInfo]] = {s.name: deque(maxlen=EXIT_HISTORY) for s in config.services}
+        self._down_since: dict[str, float] = {}
+        self._detect_lock = asyncio.Lock()
         self._lock = EngineLock(self.db_path)
         self._control = ControlServer(self, socket_path(self.db_path))
         self._prober = ProcessProber()
@@ -82,6 +96,8 @@ class Engine:
         try:
             self.store = await Store.open(self.db_path)
             await self._stop_stale_processes()
+            self.incidents = IncidentBook(self.store)
+            await self.incidents.load()
             now = time.time()
             self.run_id = await self.store.write(
                 "INSERT INTO engine_runs(started_at, pid, config_source) VALUES (?, ?, ?)",
@@ -247,6 +263,54 @@ class Engine:
         )
         return [dict(r) | {"data": json.loads(r["data_json"])} for r in rows]
 
+    async def list_incidents(
+        self, open_only: bool = False, service: str | None = None, pattern: str | None = None,
+        since: float | None = None, limit: int = 50, before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        assert self.store is not None
+        sql, params = incident_query(service=service, pattern=pattern, open_only=open_only, since=since, limit=limit, before_id=before_id)
+        return [incident_row(r) for r in await self.store.fetch(sql, params)]
+
+    async def incident(self, incident_id: int) -> dict[str, Any]:
+        assert self.store is not None
+        rows = await self.list_incidents(limit=1, before_id=int(incident_id) + 1)
+        if not rows or rows[0]["id"] != int(incident_id):
+            raise KeyError(f"no incident #{incident_id}")
+        events = await self.store.fetch(
+            "SELECT ts, kind, message, data_json FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (int(incident_id),)
+        )
+        return rows[0] | {"timeline": [dict(e) | {"data": json.loads(e["data_json"])} for e in events]}
+
+    async def acknowledge(self, incident_id: int, by: str = "operator") -> dict[str, Any]:
+        assert self.incidents is not None
+        await self.incidents.acknowledge(int(incident_id), by)
+        await self._emit(Event("incident_acknowledged", None, f"incident #{incident_id} acknowledged by {by}", {"incident": int(incident_id)}))
+        return await self.incident(incident_id)
+
+    async def silence(self, service: str, duration_s: float, reason: str = "", by: str = "operator") -> dict[str, Any]:
+        assert self.incidents is not None
+        if service != HOST:
+            self._service_config(service)
+        duration = float(duration_s)
+        if not 0 < duration <= 7 * 86400:
+            raise ValueError("a silence lasts more than 0 seconds and at most 7 days")
+        until = time.time() + duration
+        silence = await self.incidents.silence(service, until, reason or "no reason given", by)
+        await self._acknowledged(Event("silenced", service if service != HOST else None, f"{service} silenced for {duration:g}s by {by}: {silence.reason}", {"until": until}))
+        return {"service": service, "until": until, "reason": silence.reason}
+
+    async def unsilence(self, service: str, by: str = "operator") -> dict[str, Any]:
+        assert self.incidents is not None
+        removed = await self.incidents.unsilence(service)
+        if removed:
+            await self._acknowledged(Event("unsilenced", service if service != HOST else None, f"{service} silence lifted by {by}"))
+        return {"service": service, "removed": removed}
+
+    async def silences(self) -> list[dict[str, Any]]:
+        assert self.incidents is not None
+        now = time.time()
+        return [{"service": s.service, "until": s.until, "reason": s.reason} for s in self.incidents.silences.values() if s.until > now]
+
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
         queue: asyncio.Queue[Event] = asyncio.Queue(SUBSCRIBER_QUEUE)
@@ -295,10 +359,15 @@ class Engine:
             state = runner.state if runner else (ServiceState.UNMANAGED)
             if runner is None or runner.alive:
                 self.health[svc.name] = health
-            sample = ServiceSample(svc.name, now, str(state), facts.get(svc.name), ports.get(svc.name), health)
+            errors = runner.sink.error_lines if runner else 0
+            sample = ServiceSample(svc.name, now, str(state), facts.get(svc.name), ports.get(svc.name), health, errors)
+            if runner is not None and runner.alive and health is not None and health.ok:
+                runner.healthy_since_start = True
             self.samples[svc.name] = sample
+            self.history[svc.name].append(sample)
             rows.append(_sample_row(sample))
         self.host = host
+        self.host_history.append(host)
         self.scans += 1
         self.last_scan_at = now
         assert self.store is not None
@@ -315,7 +384,69 @@ class Engine:
             cutoff = now - self.config.settings.retention_hours * 3600
             self._background_write(self.store.submit("DELETE FROM samples WHERE ts < ?", (cutoff,)))
             self._background_write(self.store.submit("DELETE FROM host_samples WHERE ts < ?", (cutoff,)))
+        await self.detect(host=True)
         await self._emit(Event("scan", None, f"scan {self.scans} done", {"scans": self.scans}))
+
+    # --- detection ----------------------------------------------------------------------------------
+
+    async def detect(self, names: list[str] | None = None, host: bool = False) -> None:
+        """One detection pass: findings -> diagnoses -> incidents. Passes never interleave, so an
+        incident is opened once even when an exit and a scan ask at the same moment."""
+        if self.incidents is None:
+            return
+        async with self._detect_lock:
+            now = time.time()
+            statuses = {svc.name: self._status(svc, now) for svc in self.config.services}
+            self._track_downtime(statuses, now)
+            names = names if names is not None else [svc.name for svc in self.config.services]
+            findings = []
+            for name in names:
+                svc = self.config.service(name)
+                if not self.history[name] and not self.exit_history[name]:
+                    continue  # nothing seen yet
+                findings += detect_service(self._view(svc, statuses, now), lambda pid, svc=svc: self._params(svc, pid), now)
+            scope = set(names)
+            if host and self.host_history:
+                findings += detect_host(HostView(list(self.host_history)), lambda pid: self._params(None, pid), now)
+                scope.add(HOST)
+            changes = await self.incidents.record(diagnose(findings), scope, now)
+        for change in changes:
+            data = {"incident": change.incident_id, "pattern": change.pattern}
+            await self._emit(Event(f"incident_{change.kind}", change.service, change.message, data))
+
+    def _params(self, svc: ServiceConfig | None, pattern: str) -> dict[str, float]:
+        return pattern_params(pattern, self.config.settings.pattern_overrides(), svc.pattern_overrides() if svc else None)
+
+    def _view(self, svc: ServiceConfig, statuses: dict[str, ServiceStatus], now: float) -> ServiceView:
+        runner = self.runners.get(svc.name)
+        status = statuses[svc.name]
+        deps = {
+            name: DependencyState(bool(statuses[name].healthy), statuses[name].state, self._down_since.get(name))
+            for name in svc.depends_on
+            if name in statuses
+        }
+        return ServiceView(
+            config=svc,
+            state=status.state,
+            samples=list(self.history[svc.name]),
+            exits=list(self.exit_history[svc.name]),
+            started_at=runner.started_at if runner and runner.alive else None,
+            healthy_since_start=runner.healthy_since_start if runner else bool(status.healthy),
+            log_tail=runner.sink.tail(20) if runner else [],
+            recent_errors=list(runner.sink.recent_errors) if runner else [],
+            dependencies=deps,
+        )
+
+    def _track_downtime(self, statuses: dict[str, ServiceStatus], now: float) -> None:
+        for name, status in statuses.items():
+            if status.healthy:
+                self._down_since.pop(name, None)
+            else:
+                self._down_since.setdefault(name, now)
+
+    def _detect_soon(self, name: str) -> None:
+        if not self._closing and self._opened:
+            self._spawn_background(self.detect([name]))
 
     def _probe_blocking(self, targets: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], HostSample]:
         table = ConnectionTable.read()
@@ -368,7 +499,9 @@ class Engine:
             result = await health_check(svc.port, svc.health)
             self.health[svc.name] = result
             if result is None or result.ok:
+                runner.healthy_since_start = True
                 runner.set_state(ServiceState.RUNNING)
+                self._detect_soon(svc.name)  # a crash incident can close the moment the service is back
                 return
             if time.monotonic() >= deadline:
                 # Not ready within its grace: it counts as running and its health speaks for itself.
@@ -391,6 +524,8 @@ class Engine:
         self._spawn_background(self._emit(Event(kind, name, f"{name} {info.describe()}", to_jsonable(info))))
         if info.expected or self._closing:
             return
+        self.exit_history[name].append(info)
+        self._detect_soon(name)
         self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), info.runtime)
         self._schedule_restart(name, info)
 
@@ -448,11 +583,14 @@ class Engine:
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def _managed(self, service: str) -> ServiceRunner:
+    def _service_config(self, service: str) -> ServiceConfig:
         try:
-            svc = self.config.service(service)
+            return self.config.service(service)
         except KeyError:
             raise KeyError(f"unknown service {service!r}; known: {', '.join(s.name for s in self.config.services)}") from None
+
+    def _managed(self, service: str) -> ServiceRunner:
+        svc = self._service_config(service)
         if not svc.managed:
             raise ValueError(f"{service} is monitor-only (managed = false): Aurora does not start, stop or signal it")
         return self.runners[service]

@@ -46,3 +46,20 @@ def health_h(healthy: bool | None, latency_ms: float | None = None) -> str:
     if not healthy:
         return "down"
     return "ok" if latency_ms is None else f"ok {latency_ms:.0f}ms"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '2h', '1d' or a plain number of seconds. ValueError with a readable message."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "s"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1d)") from None
+    if not seconds > 0 or seconds != seconds:
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return seconds

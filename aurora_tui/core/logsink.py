@@ -6,9 +6,13 @@ cheap next to the read itself; rotation renames files and never copies them.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from pathlib import Path
+
+# What counts as an error line in a service's own output.
+ERROR_LINE = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b|^Traceback \(most recent call last\)|^\w*(?:Error|Exception):")
 
 
 class LogSink:
@@ -22,6 +26,8 @@ class LogSink:
         self._file = open(path, "ab", buffering=0)
         self._size = self._file.tell()
         self.lines_written = 0
+        self.error_lines = 0
+        self.recent_errors: deque[str] = deque(maxlen=20)
 
     def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -37,7 +43,11 @@ class LogSink:
             lines.append(self._partial)
             self._partial = ""
         for line in lines:
-            self._tail.append(line.rstrip("\r"))
+            line = line.rstrip("\r")
+            self._tail.append(line)
+            if ERROR_LINE.search(line) and not line.startswith("--- aurora "):
+                self.error_lines += 1
+                self.recent_errors.append(line)
         self.lines_written += len(lines)
 
     def mark(self, message: str) -> None:

@@ -48,6 +48,10 @@ class ProcessFacts:
     create_time: float
     cmdline: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
+    # The leader's soft RLIMIT_NOFILE, so descriptor use can be judged against what it may open.
+    fd_limit: int | None = None
+    # Members of the service's process group that are no longer in its tree (their parent is gone).
+    orphans: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -93,6 +97,8 @@ class ServiceSample:
     process: ProcessFacts | None = None
     port: PortFacts | None = None
     health: HealthResult | None = None
+    # Error lines the service has written so far (cumulative), for error-burst detection.
+    log_errors: int = 0
 
 
 @dataclass
@@ -102,6 +108,8 @@ class ExitInfo:
     signal: str | None
     expected: bool
     runtime: float
+    # Whether this run ever passed a health check: an exit before that is a start-up failure.
+    was_healthy: bool = False
 
     def describe(self) -> str:
         how = f"killed by {self.signal}" if self.signal else f"exited with status {self.code}"

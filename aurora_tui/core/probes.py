@@ -30,6 +30,7 @@ class ConnectionTable:
     listeners: dict[int, list[int | None]]
     connections_by_pid: dict[int, int]
     children: dict[int, list[int]] = field(default_factory=dict)
+    groups: dict[int, list[int]] = field(default_factory=dict)
 
     def descendants(self, pid: int) -> list[int]:
         found: list[int] = []
@@ -45,11 +46,16 @@ class ConnectionTable:
         sockets = _linux_sockets() if sys.platform.startswith("linux") else None
         listeners, by_pid = sockets if sockets is not None else _psutil_sockets()
         children: dict[int, list[int]] = {}
+        groups: dict[int, list[int]] = {}
         for proc in psutil.process_iter(["ppid"]):
             ppid = proc.info["ppid"]
             if ppid:
                 children.setdefault(ppid, []).append(proc.pid)
-        return cls(listeners, by_pid, children)
+            try:
+                groups.setdefault(os.getpgid(proc.pid), []).append(proc.pid)
+            except OSError:
+                pass
+        return cls(listeners, by_pid, children, groups)
 
 
 def _psutil_sockets() -> tuple[dict[int, list[int | None]], dict[int, int]]:
@@ -163,6 +169,7 @@ class ProcessProber:
                     create_time=leader.create_time(),
                     cmdline=leader.cmdline(),
                     pids=[pid],
+                    fd_limit=_fd_limit(leader),
                 )
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             return None
@@ -189,7 +196,24 @@ class ProcessProber:
                 facts.connections += table.connections_by_pid.get(child_pid, 0)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
+        in_tree = set(facts.pids)
+        facts.orphans = [p for p in table.groups.get(pid, ()) if p not in in_tree and _alive(p)]
         return facts
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _fd_limit(proc: psutil.Process) -> int | None:
+    try:
+        soft, _ = proc.rlimit(psutil.RLIMIT_NOFILE)
+    except (psutil.Error, AttributeError, OSError):
+        return None
+    return soft if soft > 0 else None
 
 
 def _num_fds(proc: psutil.Process) -> int:

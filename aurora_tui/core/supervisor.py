@@ -65,6 +65,8 @@ class ServiceRunner:
         self.starts = 0
         self.last_exit: ExitInfo | None = None
         self.spawn_error: str | None = None
+        # Whether the current run has passed a health check yet (an exit before it is a failed start).
+        self.healthy_since_start = False
         self.sink = LogSink(log_dir / f"{self.name}.log")
         self._on_exit = on_exit
         self._on_state = on_state
@@ -119,6 +121,7 @@ class ServiceRunner:
             self.set_state(ServiceState.FAILED)
             return False
         self.spawn_error = None
+        self.healthy_since_start = False
         self._popen = popen
         self._expect_exit = False
         self._exited = loop.create_future()
@@ -206,6 +209,7 @@ class ServiceRunner:
             signal=signal_name(returncode),
             expected=self._expect_exit,
             runtime=now - (self.started_at or now),
+            was_healthy=self.healthy_since_start,
         )
         self.last_exit = info
         self.sink.mark(f"pid {popen.pid} {info.describe()}" + ("" if info.expected else " (unexpected)"))

@@ -195,6 +195,40 @@ def _logerrors(svc: Service, p: Params) -> Undo | None:
     return svc.spawn(burst()).cancel
 
 
+def _unlisten(svc: Service, p: Params) -> Undo | None:
+    # The process stays alive but stops listening: connections to its port are refused.
+    assert svc.server is not None
+    svc.server.close()
+    relisten = lambda: svc.spawn(svc.listen())  # noqa: E731
+    if p["duration"] > 0:
+        asyncio.get_running_loop().call_later(p["duration"], lambda: svc.switch_off("unlisten"))
+    return relisten
+
+
+def _orphans(svc: Service, p: Params) -> Undo | None:
+    # A double fork: the middle process exits at once, so its child is re-parented away from us
+    # but stays in our process group holding memory, like a forgotten background worker.
+    hold = (f"import time; b = bytearray({int(p['mb'])} * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+            f"time.sleep({p['seconds']})")
+    spawn = ("import subprocess, sys; "
+             f"print(subprocess.Popen([sys.executable, '-c', {hold!r}, 'aurora-demo-orphan']).pid, flush=True)")
+    pids: list[int] = []
+    for _ in range(int(p["count"])):
+        middle = subprocess.run([sys.executable, "-c", spawn], capture_output=True, text=True, timeout=10)
+        pids.extend(int(line) for line in middle.stdout.split() if line.isdigit())
+    svc.orphans = pids
+
+    def undo() -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        svc.orphans = []
+
+    return undo
+
+
 def _failstart(svc: Service, p: Params) -> Undo | None:
     svc.failstart_file.write_text(f"{int(p['count'])}\n")
     return lambda: svc.failstart_file.unlink(missing_ok=True)
@@ -215,6 +249,9 @@ FAULTS: dict[str, tuple[Params, Handler | None]] = {
     "badhealth": ({}, None),
     "logerrors": ({"rate": 20, "duration": 10.0}, _logerrors),
     "failstart": ({"count": 1}, _failstart),
+    "unlisten": ({"duration": 0.0}, _unlisten),
+    "orphans": ({"count": 2, "mb": 16, "seconds": 600.0}, _orphans),
+    "flap": ({"period": 1.5}, None),
 }
 # Hard bounds per parameter: the demo must never be able to take the host down with it.
 LIMITS: dict[str, tuple[float, float]] = {
@@ -222,7 +259,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "errors.rate": (0, 1), "ratelimit.rate": (0, 1), "slow.delay": (0, 60), "fds.rate": (1, 2000),
     "fds.max": (1, 4000), "conns.count": (1, 1000), "conns.rate": (1, 1000), "threads.rate": (1, 1000),
     "threads.max": (1, 1000), "zombies.count": (1, 50), "logerrors.rate": (1, 500),
-    "logerrors.duration": (0.1, 600), "failstart.count": (1, 100),
+    "logerrors.duration": (0.1, 600), "failstart.count": (1, 100), "unlisten.duration": (0, 600),
+    "orphans.count": (1, 10), "orphans.mb": (1, 128), "orphans.seconds": (1, 3600), "flap.period": (0.2, 60),
 }
 UNCLEARABLE = {"crash", "hang"}  # there is no coming back from these
 
@@ -263,6 +301,8 @@ class Service:
         self.threads: list[threading.Thread] = []
         self.zombies: list[subprocess.Popen[bytes]] = []
         self.sink: asyncio.Server | None = None
+        self.server: asyncio.Server | None = None
+        self.orphans: list[int] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         self.started = time.monotonic()
 
@@ -272,15 +312,18 @@ class Service:
         task.add_done_callback(self.tasks.discard)
         return task
 
+    async def listen(self) -> None:
+        self.server = await asyncio.start_server(self.handle, self.host, self.port)
+
     async def serve(self) -> int:
         try:
-            server = await asyncio.start_server(self.handle, self.host, self.port)
+            await self.listen()
         except OSError as exc:
             _err(f"{self.name}: cannot bind {self.host}:{self.port}: {exc}")
             return 1
         _out(f"{self.name} listening on {self.host}:{self.port} pid={os.getpid()}")
-        async with server:
-            await server.serve_forever()
+        # Not serve_forever(): the unlisten fault closes the server and the process must live on.
+        await asyncio.Event().wait()
         return 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -340,6 +383,8 @@ class Service:
         return 404, {"error": f"no such path: {path}"}, {}
 
     async def health(self) -> Reply:
+        if "flap" in self.active and int((time.monotonic() - self.started) / self.active["flap"]["period"]) % 2:
+            return 503, {"status": "degraded", "service": self.name, "reason": "flapping (injected)"}, {}
         if "badhealth" in self.active:
             return 200, {"status": "degraded", "service": self.name}, {}
         problem = self.upstream and await probe(self.upstream)
@@ -389,7 +434,7 @@ class Service:
             "counters": {
                 "requests_served": self.served, "leaked_mb": round(sum(map(len, self.leaked)) / MB, 1),
                 "fds_leaked": len(self.fds), "conns_held": len(self.held),
-                "threads_spawned": len(self.threads), "zombies": len(self.zombies),
+                "threads_spawned": len(self.threads), "zombies": len(self.zombies), "orphans": self.orphans,
             },
         }
 

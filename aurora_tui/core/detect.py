@@ -1,0 +1,587 @@
+"""Detection: one pure function per issue pattern over the recent samples of one service or the host.
+
+A detector receives a view (recent samples, oldest first, plus what the engine knows about exits, logs
+and dependencies) and the pattern's parameters, and returns a :class:`Finding` or None. It never does
+I/O and never looks at the clock: ``now`` is passed in, so recorded sequences replay exactly in tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from .config import ServiceConfig
+from .model import ExitInfo, HealthResult, HostSample, ServiceSample
+from .patterns import HOST
+
+MB = 1024 * 1024
+Params = Mapping[str, float]
+
+
+@dataclass
+class Finding:
+    pattern: str
+    service: str
+    summary: str
+    evidence: dict[str, Any]
+    onset: float
+    # How far past its threshold the condition is (1.0 = right at it); feeds the confidence.
+    magnitude: float = 1.0
+    # How many consecutive scans (or events) showed it.
+    persisted: int = 1
+    debounce: int = 1
+
+
+@dataclass
+class DependencyState:
+    healthy: bool
+    state: str
+    down_since: float | None = None
+
+
+@dataclass
+class ServiceView:
+    config: ServiceConfig
+    state: str
+    samples: Sequence[ServiceSample]
+    exits: Sequence[ExitInfo] = ()
+    started_at: float | None = None
+    healthy_since_start: bool = False
+    log_tail: Sequence[str] = ()
+    recent_errors: Sequence[str] = ()
+    dependencies: Mapping[str, DependencyState] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def latest(self) -> ServiceSample | None:
+        return self.samples[-1] if self.samples else None
+
+    def current_run(self) -> list[ServiceSample]:
+        """Samples of the process that runs now (a restart starts a new series)."""
+        latest = self.latest
+        if latest is None or latest.process is None:
+            return []
+        pid = latest.process.pid
+        run: list[ServiceSample] = []
+        for sample in reversed(self.samples):
+            if sample.process is None or sample.process.pid != pid:
+                break
+            run.append(sample)
+        return run[::-1]
+
+
+@dataclass
+class HostView:
+    samples: Sequence[HostSample]
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def streak(samples: Sequence[Any], condition: Callable[[Any], bool]) -> tuple[int, float | None]:
+    """How many of the newest samples in a row meet ``condition``, and when that run began."""
+    count, onset = 0, None
+    for sample in reversed(samples):
+        if not condition(sample):
+            break
+        count += 1
+        onset = sample.ts
+    return count, onset
+
+
+def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope (per second) and R² of (t, value) points."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var_t = sum((t - mean_t) ** 2 for t, _ in points)
+    var_v = sum((v - mean_v) ** 2 for _, v in points)
+    if var_t == 0:
+        return 0.0, 0.0
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    slope = cov / var_t
+    r2 = 0.0 if var_v == 0 else (cov * cov) / (var_t * var_v)
+    return slope, r2
+
+
+def eta_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _alive(sample: ServiceSample) -> bool:
+    return sample.process is not None
+
+
+def _health(sample: ServiceSample) -> HealthResult | None:
+    return sample.health if sample.process is not None else None
+
+
+def _timed_out(sample: ServiceSample) -> bool:
+    h = _health(sample)
+    return h is not None and h.ok is False and (h.error or "").startswith("timed out")
+
+
+def _threshold_streak(view: ServiceView, p: Params, value: Callable[[ServiceSample], float | None], threshold: float):
+    run = view.current_run()
+    count, onset = streak(run, lambda s: (v := value(s)) is not None and v >= threshold)
+    if count < max(1, int(p.get("debounce", 1))) or onset is None:
+        return None
+    values = [value(s) for s in run[-count:]]
+    return count, onset, values
+
+
+def _last_exit(view: ServiceView, now: float, window: float) -> ExitInfo | None:
+    if not view.exits:
+        return None
+    last = view.exits[-1]
+    return last if now - last.ts <= window else None
+
+
+def _recovered_after(view: ServiceView, ts: float) -> bool:
+    """The service came back healthy from a start that happened after ``ts``."""
+    return view.started_at is not None and view.started_at >= ts and view.healthy_since_start
+
+
+def _exit_evidence(view: ServiceView, info: ExitInfo) -> dict[str, Any]:
+    return {
+        "exit_code": info.code,
+        "signal": info.signal,
+        "runtime_s": round(info.runtime, 2),
+        "exited_at": info.ts,
+        "log_tail": list(view.log_tail)[-8:],
+    }
+
+
+# --- service detectors --------------------------------------------------------------------------------
+
+
+def crashed(view: ServiceView, p: Params, now: float) -> Finding | None:
+    last = _last_exit(view, now, p["window_s"])
+    if last is None or _recovered_after(view, last.ts):
+        return None
+    return Finding("crashed", view.name, f"{view.name} {last.describe()}", _exit_evidence(view, last), last.ts)
+
+
+def crash_loop(view: ServiceView, p: Params, now: float) -> Finding | None:
+    recent = [e for e in view.exits if now - e.ts <= p["window_s"] and e.runtime < p["short_run_s"]]
+    needed = int(p["exits"])
+    if len(recent) < needed:
+        return None
+    latest = recent[-1]
+    if _recovered_after(view, latest.ts) and view.started_at is not None and now - view.started_at >= p["short_run_s"]:
+        return None
+    evidence = _exit_evidence(view, latest) | {
+        "exits_in_window": len(recent),
+        "window_s": p["window_s"],
+        "runtimes_s": [round(e.runtime, 2) for e in recent],
+        "exit_codes": [e.code if e.signal is None else e.signal for e in recent],
+    }
+    summary = f"{view.name} exited {len(recent)} times in {p['window_s']:.0f}s, each after under {p['short_run_s']:.0f}s"
+    return Finding("crash_loop", view.name, summary, evidence, recent[0].ts, magnitude=len(recent) / needed, persisted=len(recent))
+
+
+def startup_failure(view: ServiceView, p: Params, now: float) -> Finding | None:
+    last = _last_exit(view, now, p["window_s"])
+    if last is None or last.was_healthy or last.signal is not None or last.code == 0:
+        return None
+    if last.runtime > p["max_runtime_s"] or _recovered_after(view, last.ts):
+        return None
+    failures = [e for e in view.exits if now - e.ts <= p["window_s"] and not e.was_healthy and e.signal is None and e.runtime <= p["max_runtime_s"]]
+    errors = [line for line in view.log_tail if "Error" in line or "error" in line or "Exception" in line][-5:]
+    cause = errors[-1].strip() if errors else f"exit status {last.code}"
+    evidence = _exit_evidence(view, last) | {"start_errors": errors, "failed_starts": len(failures)}
+    summary = f"{view.name} exits {last.runtime:.1f}s after start with status {last.code}: {cause[:160]}"
+    return Finding("startup_failure", view.name, summary, evidence, failures[0].ts, persisted=len(failures))
+
+
+def hung(view: ServiceView, p: Params, now: float) -> Finding | None:
+    run = view.current_run()
+    if not run:
+        return None
+    stopped, stopped_onset = streak(run, lambda s: s.process.status == "stopped")
+    timeouts, timeout_onset = streak(run, _timed_out)
+    latest = run[-1]
+    assert latest.process is not None
+    evidence = {
+        "pid": latest.process.pid,
+        "process_status": latest.process.status,
+        "cpu_percent": round(latest.process.cpu_percent, 1),
+        "health_timeouts_in_a_row": timeouts,
+        "health_error": latest.health.error if latest.health else None,
+    }
+    if stopped >= 1 and stopped_onset is not None:
+        summary = f"{view.name} (pid {latest.process.pid}) is stopped (state T): alive but not running"
+        return Finding("hung", view.name, summary, evidence, stopped_onset, magnitude=2.0, persisted=max(stopped, timeouts), debounce=1)
+    debounce = int(p["debounce"])
+    if timeouts >= debounce and timeout_onset is not None and view.state == "running":
+        summary = f"{view.name} (pid {latest.process.pid}) is alive but its health check timed out {timeouts} times in a row"
+        return Finding("hung", view.name, summary, evidence, timeout_onset, persisted=timeouts, debounce=debounce)
+    return None
+
+
+def _count_pattern(pattern: str, attr: str, noun: str) -> Callable[[ServiceView, Params, float], Finding | None]:
+    def detect(view: ServiceView, p: Params, now: float) -> Finding | None:
+        hit = _threshold_streak(view, p, lambda s: float(len(getattr(s.process, attr))) if attr == "orphans" else float(getattr(s.process, attr)), p["count"])
+        if hit is None:
+            return None
+        count, onset, values = hit
+        latest = view.current_run()[-1].process
+        assert latest is not None
+        evidence: dict[str, Any] = {"pid": latest.pid, noun: int(values[-1]), "history": [int(v) for v in values]}
+        if attr == "orphans":
+            evidence["orphan_pids"] = list(latest.orphans)
+        summary = f"{view.name} has {int(values[-1])} {noun} (for {count} scans)"
+        return Finding(pattern, view.name, summary, evidence, onset, magnitude=values[-1] / p["count"], persisted=count, debounce=int(p["debounce"]))
+
+    detect.__name__ = pattern
+    return detect
+
+
+zombie_children = _count_pattern("zombie_children", "zombies", "zombie children")
+orphaned_children = _count_pattern("orphaned_children", "orphans", "orphaned processes")
+
+
+def _port_holder_is_stale_copy(view: ServiceView, cmdline: Sequence[str]) -> bool:
+    command = list(view.config.command)
+    # The interpreter path may differ (a venv's python and /usr/bin/python3 run the same program).
+    return bool(cmdline) and (list(cmdline) == command or (len(command) > 1 and list(cmdline[1:]) == command[1:]))
+
+
+def _port_conflict(stale: bool) -> Callable[[ServiceView, Params, float], Finding | None]:
+    pattern = "port_conflict_stale" if stale else "port_conflict_foreign"
+
+    def detect(view: ServiceView, p: Params, now: float) -> Finding | None:
+        if not view.config.managed or view.config.port is None:
+            return None
+        def held_by_other(s: ServiceSample) -> bool:
+            return bool(s.port and s.port.listening and s.port.holder_pid and s.port.holder_is_service is False)
+
+        count, onset = streak(view.samples, held_by_other)
+        if count < int(p["debounce"]) or onset is None:
+            return None
+        port = view.samples[-1].port
+        assert port is not None
+        if _port_holder_is_stale_copy(view, port.holder_cmdline) != stale:
+            return None
+        kind = "a stale copy of the service" if stale else "a foreign process"
+        summary = f"port {port.port} of {view.name} is held by {kind}: pid {port.holder_pid} ({' '.join(port.holder_cmdline)[:120]})"
+        evidence = {
+            "port": port.port,
+            "holder_pid": port.holder_pid,
+            "holder_cmdline": port.holder_cmdline,
+            "holder_username": port.holder_username,
+            "service_state": view.state,
+            "log_tail": list(view.log_tail)[-5:],
+        }
+        return Finding(pattern, view.name, summary, evidence, onset, magnitude=1.5, persisted=count, debounce=int(p["debounce"]))
+
+    detect.__name__ = pattern
+    return detect
+
+
+port_conflict_foreign = _port_conflict(stale=False)
+port_conflict_stale = _port_conflict(stale=True)
+
+
+def port_not_listening(view: ServiceView, p: Params, now: float) -> Finding | None:
+    cfg = view.config
+    if cfg.port is None or view.state != "running":
+        return None
+    if view.started_at is not None and now - view.started_at < cfg.start_grace and not view.healthy_since_start:
+        return None
+    count, onset = streak(view.current_run(), lambda s: s.port is not None and not s.port.listening)
+    if count < int(p["debounce"]) or onset is None:
+        return None
+    latest = view.current_run()[-1]
+    assert latest.process is not None
+    summary = f"{view.name} (pid {latest.process.pid}) runs but nothing listens on port {cfg.port}"
+    evidence = {"pid": latest.process.pid, "port": cfg.port, "health_error": latest.health.error if latest.health else None}
+    return Finding("port_not_listening", view.name, summary, evidence, onset, persisted=count, debounce=int(p["debounce"]))
+
+
+def high_cpu(view: ServiceView, p: Params, now: float) -> Finding | None:
+    limit = view.config.limits.cpu_percent or p["percent"]
+    hit = _threshold_streak(view, p, lambda s: s.process.cpu_percent, limit)
+    if hit is None:
+        return None
+    count, onset, values = hit
+    mean = sum(values) / len(values)
+    summary = f"{view.name} used {mean:.0f}% CPU (limit {limit:g}%) for {count} scans"
+    evidence = {"cpu_percent": [round(v, 1) for v in values], "limit_percent": limit}
+    return Finding("high_cpu", view.name, summary, evidence, onset, magnitude=mean / limit, persisted=count, debounce=int(p["debounce"]))
+
+
+def memory_leak(view: ServiceView, p: Params, now: float) -> Finding | None:
+    run = view.current_run()
+    if len(run) < int(p["min_samples"]):
+        return None
+    points = [(s.ts, s.process.rss / MB) for s in run[-30:]]
+    span = points[-1][0] - points[0][0]
+    if span < p["min_span_s"]:
+        return None
+    slope, r2 = linear_fit(points)
+    per_min = slope * 60
+    growth = points[-1][1] - points[0][1]
+    if per_min < p["min_mb_per_min"] or r2 < p["min_r2"] or growth < p["min_growth_mb"]:
+        return None
+    limit = view.config.limits.memory_mb or p["memory_mb"]
+    current = points[-1][1]
+    eta = (limit - current) / slope if current < limit else 0.0
+    if eta > p["horizon_s"]:
+        return None
+    when = "has reached" if eta <= 0 else f"will reach its {limit:g} MB limit in about {eta_text(eta)}"
+    summary = f"{view.name} memory grows {per_min:.0f} MB/min (now {current:.0f} MB) and {when}"
+    evidence = {
+        "rss_mb": [round(v, 1) for _, v in points],
+        "mb_per_min": round(per_min, 1),
+        "r2": round(r2, 3),
+        "limit_mb": limit,
+        "eta_s": round(eta, 1),
+        "predicted_at": now + eta,
+    }
+    onset = points[0][0]
+    return Finding("memory_leak", view.name, summary, evidence, onset, magnitude=min(3.0, 1 + r2 * per_min / (10 * p["min_mb_per_min"])), persisted=len(points), debounce=int(p["min_samples"]))
+
+
+def memory_limit(view: ServiceView, p: Params, now: float) -> Finding | None:
+    limit = view.config.limits.memory_mb or p["memory_mb"]
+    hit = _threshold_streak(view, p, lambda s: s.process.rss / MB, limit)
+    if hit is None:
+        return None
+    count, onset, values = hit
+    summary = f"{view.name} uses {values[-1]:.0f} MB, over its {limit:g} MB limit, for {count} scans"
+    evidence = {"rss_mb": [round(v, 1) for v in values], "limit_mb": limit}
+    return Finding("memory_limit", view.name, summary, evidence, onset, magnitude=values[-1] / limit, persisted=count, debounce=int(p["debounce"]))
+
+
+def fd_exhaustion(view: ServiceView, p: Params, now: float) -> Finding | None:
+    percent = view.config.limits.fds_percent or p["percent"]
+
+    def used(s: ServiceSample) -> float | None:
+        return 100.0 * s.process.fds / s.process.fd_limit if s.process.fd_limit else None
+
+    hit = _threshold_streak(view, p, used, percent)
+    if hit is None:
+        return None
+    count, onset, values = hit
+    latest = view.current_run()[-1].process
+    assert latest is not None
+    summary = f"{view.name} holds {latest.fds} of {latest.fd_limit} file descriptors ({values[-1]:.0f}%, limit {percent:g}%)"
+    evidence = {"fds": latest.fds, "fd_limit": latest.fd_limit, "percent": [round(v, 1) for v in values], "limit_percent": percent}
+    return Finding("fd_exhaustion", view.name, summary, evidence, onset, magnitude=values[-1] / percent, persisted=count, debounce=int(p["debounce"]))
+
+
+def _limit_pattern(pattern: str, attr: str, limit_attr: str, noun: str):
+    def detect(view: ServiceView, p: Params, now: float) -> Finding | None:
+        limit = getattr(view.config.limits, limit_attr) or p[limit_attr]
+        hit = _threshold_streak(view, p, lambda s: float(getattr(s.process, attr)), float(limit))
+        if hit is None:
+            return None
+        count, onset, values = hit
+        summary = f"{view.name} has {int(values[-1])} {noun} (limit {limit:g}) for {count} scans"
+        evidence = {noun.replace(" ", "_"): [int(v) for v in values], "limit": limit}
+        return Finding(pattern, view.name, summary, evidence, onset, magnitude=values[-1] / limit, persisted=count, debounce=int(p["debounce"]))
+
+    detect.__name__ = pattern
+    return detect
+
+
+thread_explosion = _limit_pattern("thread_explosion", "threads", "threads", "threads")
+connection_exhaustion = _limit_pattern("connection_exhaustion", "connections", "connections", "open connections")
+
+
+def _status_share(pattern: str, statuses: Callable[[int], bool], what: str):
+    def detect(view: ServiceView, p: Params, now: float) -> Finding | None:
+        checks = [s for s in view.current_run() if s.health is not None][-int(p["window"]):]
+        hits = [s for s in checks if s.health.status_code is not None and statuses(s.health.status_code)]
+        if len(hits) < int(p["debounce"]) or not checks or len(hits) / len(checks) < p["ratio"]:
+            return None
+        if not checks[-1].health.status_code or not statuses(checks[-1].health.status_code):
+            return None  # the newest answer is fine again
+        share = len(hits) / len(checks)
+        codes = [s.health.status_code for s in checks]
+        summary = f"{view.name} answered {what} to {len(hits)} of its last {len(checks)} health checks"
+        evidence = {"status_codes": codes, "share": round(share, 2), "body_excerpt": checks[-1].health.body_excerpt}
+        return Finding(pattern, view.name, summary, evidence, hits[0].ts, magnitude=share / p["ratio"], persisted=len(hits), debounce=int(p["debounce"]))
+
+    detect.__name__ = pattern
+    return detect
+
+
+http_errors = _status_share("http_errors", lambda code: 500 <= code <= 599, "5xx")
+rate_limited = _status_share("rate_limited", lambda code: code == 429, "429 Too Many Requests")
+
+
+def slow_responses(view: ServiceView, p: Params, now: float) -> Finding | None:
+    limit = p["latency_ms"]
+    hit = _threshold_streak(view, p, lambda s: s.health.latency_ms if s.health and s.health.latency_ms is not None else None, limit)
+    if hit is None:
+        return None
+    count, onset, values = hit
+    summary = f"{view.name} took {values[-1]:.0f} ms to answer its health check (threshold {limit:g} ms) for {count} scans"
+    evidence = {"latency_ms": [round(v) for v in values], "threshold_ms": limit}
+    return Finding("slow_responses", view.name, summary, evidence, onset, magnitude=values[-1] / limit, persisted=count, debounce=int(p["debounce"]))
+
+
+def health_content_mismatch(view: ServiceView, p: Params, now: float) -> Finding | None:
+    def mismatch(s: ServiceSample) -> bool:
+        h = s.health
+        return h is not None and h.status_code == 200 and h.ok is False and (h.error or "").startswith("body does not contain")
+
+    count, onset = streak(view.current_run(), mismatch)
+    if count < int(p["debounce"]) or onset is None:
+        return None
+    latest = view.current_run()[-1].health
+    assert latest is not None
+    summary = f"{view.name} answers 200 but {latest.error}: {(latest.body_excerpt or '')[:80]!r}"
+    evidence = {"expected": view.config.health.expect_body, "body_excerpt": latest.body_excerpt}
+    return Finding("health_content_mismatch", view.name, summary, evidence, onset, persisted=count, debounce=int(p["debounce"]))
+
+
+def dependency_down(view: ServiceView, p: Params, now: float) -> Finding | None:
+    down = {name: dep for name, dep in view.dependencies.items() if not dep.healthy and dep.state != "starting"}
+    if not down:
+        return None
+    onset = min((d.down_since or now) for d in down.values())
+    names = sorted(down)
+    summary = f"{view.name} depends on {', '.join(names)}, which {'is' if len(names) == 1 else 'are'} down"
+    evidence = {"dependencies_down": {n: {"state": d.state, "down_since": d.down_since} for n, d in down.items()}}
+    return Finding("dependency_down", view.name, summary, evidence, onset, persisted=1, debounce=int(p["debounce"]))
+
+
+def flapping(view: ServiceView, p: Params, now: float) -> Finding | None:
+    checks = [s for s in view.samples if s.health is not None and s.health.ok is not None][-int(p["window"]):]
+    if len(checks) < 2:
+        return None
+    flips = [b for a, b in zip(checks, checks[1:]) if a.health.ok != b.health.ok]
+    needed = int(p["transitions"])
+    if len(flips) < needed:
+        return None
+    summary = f"{view.name} health changed {len(flips)} times in its last {len(checks)} checks"
+    evidence = {"health": ["ok" if s.health.ok else "fail" for s in checks], "transitions": len(flips)}
+    return Finding("flapping", view.name, summary, evidence, flips[0].ts, magnitude=len(flips) / needed, persisted=len(flips), debounce=needed)
+
+
+def log_error_burst(view: ServiceView, p: Params, now: float) -> Finding | None:
+    samples = view.samples
+    if len(samples) < 2:
+        return None
+    debounce = int(p["debounce"])
+    bursts = 0
+    rates: list[float] = []
+    onset = None
+    for older, newer in reversed(list(zip(samples, samples[1:]))):
+        span = max(newer.ts - older.ts, 1e-3)
+        lines = newer.log_errors - older.log_errors
+        rate = lines / span
+        if lines < p["min_lines"] or rate < p["per_second"]:
+            break
+        bursts += 1
+        rates.append(rate)
+        onset = older.ts
+        if bursts >= debounce:
+            break
+    if bursts < debounce or onset is None:
+        return None
+    summary = f"{view.name} wrote {rates[0]:.0f} error lines per second"
+    evidence = {"errors_per_second": round(rates[0], 1), "recent_errors": list(view.recent_errors)[-8:]}
+    return Finding("log_error_burst", view.name, summary, evidence, onset, magnitude=rates[0] / p["per_second"], persisted=bursts, debounce=debounce)
+
+
+SERVICE_DETECTORS: dict[str, Callable[[ServiceView, Params, float], Finding | None]] = {
+    f.__name__: f
+    for f in (
+        crashed, crash_loop, startup_failure, hung, zombie_children, orphaned_children, port_conflict_foreign,
+        port_conflict_stale, port_not_listening, high_cpu, memory_leak, memory_limit, fd_exhaustion,
+        thread_explosion, connection_exhaustion, http_errors, rate_limited, slow_responses,
+        health_content_mismatch, dependency_down, flapping, log_error_burst,
+    )
+}
+
+
+# --- host detectors -----------------------------------------------------------------------------------
+
+
+def _host_streak(view: HostView, p: Params, condition: Callable[[HostSample], bool]) -> tuple[int, float] | None:
+    count, onset = streak(view.samples, condition)
+    if count < int(p["debounce"]) or onset is None:
+        return None
+    if view.samples[-1].ts - onset < p.get("min_duration_s", 0.0):
+        return None
+    return count, onset
+
+
+def disk_full(view: HostView, p: Params, now: float) -> Finding | None:
+    if not view.samples:
+        return None
+    latest = view.samples[-1]
+    hit = _host_streak(view, p, lambda s: s.disk_percent >= p["percent"])
+    if hit is not None:
+        count, onset = hit
+        summary = f"the data disk is {latest.disk_percent:.1f}% full (threshold {p['percent']:g}%), {latest.disk_free / MB / 1024:.1f} GiB free"
+        evidence = {"disk_percent": latest.disk_percent, "disk_free": latest.disk_free, "threshold_percent": p["percent"]}
+        return Finding("disk_full", HOST, summary, evidence, onset, magnitude=latest.disk_percent / p["percent"], persisted=count, debounce=int(p["debounce"]))
+    points = [(s.ts, s.disk_percent) for s in view.samples[-30:]]
+    if len(points) < 10 or points[-1][1] - points[0][1] < p["min_growth_percent"]:
+        return None
+    slope, r2 = linear_fit(points)
+    if slope <= 0 or r2 < 0.9:
+        return None
+    eta = (p["percent"] - latest.disk_percent) / slope
+    if eta > p["horizon_s"]:
+        return None
+    summary = f"the data disk fills at {slope * 3600:.1f}%/h and will pass {p['percent']:g}% in about {eta_text(eta)}"
+    evidence = {"disk_percent": [round(v, 2) for _, v in points], "percent_per_hour": round(slope * 3600, 2), "eta_s": round(eta), "r2": round(r2, 3)}
+    return Finding("disk_full", HOST, summary, evidence, points[0][0], magnitude=1.0, persisted=len(points), debounce=10)
+
+
+def host_memory_pressure(view: HostView, p: Params, now: float) -> Finding | None:
+    hit = _host_streak(view, p, lambda s: s.mem_percent >= p["percent"])
+    if hit is None:
+        return None
+    count, onset = hit
+    latest = view.samples[-1]
+    summary = f"host memory is {latest.mem_percent:.0f}% used (threshold {p['percent']:g}%), {latest.mem_available / MB:.0f} MB available"
+    evidence = {"mem_percent": [s.mem_percent for s in view.samples[-count:]], "mem_available": latest.mem_available, "threshold_percent": p["percent"]}
+    return Finding("host_memory_pressure", HOST, summary, evidence, onset, magnitude=latest.mem_percent / p["percent"], persisted=count, debounce=int(p["debounce"]))
+
+
+def host_cpu_overload(view: HostView, p: Params, now: float) -> Finding | None:
+    def busy(s: HostSample) -> bool:
+        return s.cpu_percent >= p["percent"] or s.load1 / max(1, s.cpu_count) >= p["load_per_cpu"]
+
+    hit = _host_streak(view, p, busy)
+    if hit is None:
+        return None
+    count, onset = hit
+    recent = view.samples[-count:]
+    mean = sum(s.cpu_percent for s in recent) / count
+    latest = recent[-1]
+    summary = f"host CPU at {mean:.0f}% (threshold {p['percent']:g}%), load {latest.load1:.1f} on {latest.cpu_count} CPUs, for {count} scans"
+    evidence = {"cpu_percent": [round(s.cpu_percent, 1) for s in recent], "load1": latest.load1, "cpu_count": latest.cpu_count}
+    magnitude = max(mean / p["percent"], latest.load1 / max(1, latest.cpu_count) / p["load_per_cpu"])
+    return Finding("host_cpu_overload", HOST, summary, evidence, onset, magnitude=magnitude, persisted=count, debounce=int(p["debounce"]))
+
+
+HOST_DETECTORS: dict[str, Callable[[HostView, Params, float], Finding | None]] = {
+    f.__name__: f for f in (disk_full, host_memory_pressure, host_cpu_overload)
+}
+
+
+def detect_service(view: ServiceView, params: Callable[[str], Params], now: float) -> list[Finding]:
+    findings = []
+    for pattern, detector in SERVICE_DETECTORS.items():
+        finding = detector(view, params(pattern), now)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def detect_host(view: HostView, params: Callable[[str], Params], now: float) -> list[Finding]:
+    return [f for pattern, detector in HOST_DETECTORS.items() if (f := detector(view, params(pattern), now))]
