@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     unsilence.add_argument("service")
 
     bench = sub.add_parser("bench", help="run the benchmarks")
-    bench.add_argument("name", nargs="?", default="scan", choices=["scan"])
+    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect"])
     bench.add_argument("--json", action="store_true")
     return parser
 

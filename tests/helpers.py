@@ -63,3 +63,14 @@ def free_demo_offset(start: int = 20000) -> int:
         if all(port_is_free(p + offset) for p in DEMO_PORTS):
             return offset
     raise RuntimeError("no free demo port offset found")
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs. A zombie counts as gone: it holds nothing, and once its parent
+    is dead it is PID 1's to reap, in PID 1's own time."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

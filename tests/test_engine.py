@@ -1,7 +1,6 @@
 """The engine with real processes: start, stop, restart, exits noticed at once, clean shutdown."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sqlite3
@@ -15,14 +14,7 @@ from aurora_tui.core.enginelock import EngineAlreadyRunning
 from aurora_tui.core.model import ServiceState
 
 from .fleet import demo_fleet, free_port, http_service, script_fleet
-from .helpers import async_wait_until
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+from .helpers import async_wait_until, gone
 
 
 async def all_healthy(engine: Engine, count: int) -> bool:

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -16,7 +15,7 @@ import pytest
 from aurora_tui.core.config import demo_config_text
 from aurora_tui.core.control import socket_path
 
-from .helpers import free_demo_offset, wait_until
+from .helpers import free_demo_offset, gone, wait_until
 
 AURORA = [sys.executable, "-m", "aurora_tui"]
 
@@ -130,15 +129,15 @@ def test_status_restart_chaos_and_sigterm_leave_nothing_behind(headless: Headles
     headless.proc.send_signal(signal.SIGTERM)
     assert headless.proc.wait(30) == 0, headless.err()
     assert not _children_of_tag(), "services survived the engine's SIGTERM"
-    assert all(not psutil.pid_exists(pid) for pid in pids)
+    assert all(gone(pid) for pid in pids)
     assert not socket_path(headless.db).exists()
 
-    gone = aurora("status", "--db", str(headless.db))
-    assert gone.returncode == 1 and "no Aurora engine is running" in gone.stderr
+    no_engine = aurora("status", "--db", str(headless.db))
+    assert no_engine.returncode == 1 and "no Aurora engine is running" in no_engine.stderr
 
 
 def test_store_survives_kill_9_and_next_engine_stops_the_orphans(headless: Headless, tmp_path):
-    services = headless.wait_healthy()
+    headless.wait_healthy()
     restarted = aurora("restart", "aurora_ui", "--db", str(headless.db))
     assert restarted.returncode == 0
     # The restart was acknowledged, so its event is committed: kill the engine at once.
@@ -168,7 +167,8 @@ def test_store_survives_kill_9_and_next_engine_stops_the_orphans(headless: Headl
         fresh = after.wait_healthy()
         old_pids = {p.pid for p in orphans}
         assert not old_pids & {s["pid"] for s in fresh}
-        wait_until(lambda: all(not psutil.pid_exists(p) for p in old_pids), timeout=10, what="orphans stopped")
+        # Once stopped they belong to PID 1, which reaps in its own time: a zombie is already gone.
+        wait_until(lambda: all(gone(p) for p in old_pids), timeout=10, what="orphans stopped")
         events = json.loads(aurora("events", "--json", "-n", "100", "--db", str(headless.db)).stdout)
         assert sum(e["kind"] == "stale_stopped" for e in events) >= 4
         after.proc.send_signal(signal.SIGTERM)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from . import scan
+from . import detect, scan
 
-BENCHMARKS = {"scan": scan.run}
+BENCHMARKS = {"scan": scan.run, "detect": detect.run}
 
 
 def run_benchmark(name: str, as_json: bool = False) -> int:

@@ -6,6 +6,7 @@ I/O and never looks at the clock: ``now`` is passed in, so recorded sequences re
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -60,6 +61,11 @@ class ServiceView:
 
     def current_run(self) -> list[ServiceSample]:
         """Samples of the process that runs now (a restart starts a new series)."""
+        return self._current_run
+
+    @functools.cached_property
+    def _current_run(self) -> list[ServiceSample]:
+        # Computed once per view: nearly every detector starts from it.
         latest = self.latest
         if latest is None or latest.process is None:
             return []

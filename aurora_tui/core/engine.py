@@ -25,7 +25,7 @@ from .detect import DependencyState, HostView, ServiceView, detect_host, detect_
 from .diagnose import diagnose
 from .enginelock import EngineLock
 from .incidents import IncidentBook, incident_query, incident_row
-from .patterns import HOST, load_patterns, pattern_params
+from .patterns import HOST, pattern_params
 from .model import (
     Event,
     ExitInfo,
@@ -411,8 +411,10 @@ class Engine:
                 scope.add(HOST)
             changes = await self.incidents.record(diagnose(findings), scope, now)
         for change in changes:
-            data = {"incident": change.incident_id, "pattern": change.pattern}
-            await self._emit(Event(f"incident_{change.kind}", change.service, change.message, data))
+            data = {"incident": change.incident_id, "pattern": change.pattern, "service": change.service}
+            # The event log's service column names configured services; host incidents have none.
+            service = None if change.service == HOST else change.service
+            await self._emit(Event(f"incident_{change.kind}", service, change.message, data))
 
     def _params(self, svc: ServiceConfig | None, pattern: str) -> dict[str, float]:
         return pattern_params(pattern, self.config.settings.pattern_overrides(), svc.pattern_overrides() if svc else None)
@@ -444,15 +446,28 @@ class Engine:
             else:
                 self._down_since.setdefault(name, now)
 
+    async def _after_exit(self, name: str) -> None:
+        """Look at the port right away: whether someone else holds it decides between "crashed" and
+        "could not bind", and the next scan may be a long way off."""
+        svc = self.config.service(name)
+        if svc.port is not None:
+            _, ports, _ = await asyncio.to_thread(self._probe_blocking, {}, {name})
+            runner = self.runners[name]
+            errors = runner.sink.error_lines
+            self.history[name].append(ServiceSample(name, time.time(), str(runner.state), None, ports.get(name), None, errors))
+        await self.detect([name])
+
     def _detect_soon(self, name: str) -> None:
         if not self._closing and self._opened:
             self._spawn_background(self.detect([name]))
 
-    def _probe_blocking(self, targets: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], HostSample]:
+    def _probe_blocking(self, targets: dict[str, Any], only: set[str] | None = None) -> tuple[dict[str, Any], dict[str, Any], HostSample]:
         table = ConnectionTable.read()
         facts: dict[str, Any] = {}
         ports: dict[str, Any] = {}
         for svc in self.config.services:
+            if only is not None and svc.name not in only:
+                continue
             identity = targets.get(svc.name)
             if identity is not None:
                 facts[svc.name] = self._prober.tree(identity.pid, identity.create_time, table)
@@ -525,7 +540,8 @@ class Engine:
         if info.expected or self._closing:
             return
         self.exit_history[name].append(info)
-        self._detect_soon(name)
+        if not self._closing and self._opened:
+            self._spawn_background(self._after_exit(name))
         self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), info.runtime)
         self._schedule_restart(name, info)
 

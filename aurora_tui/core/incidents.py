@@ -107,6 +107,16 @@ class IncidentBook:
                     changes.append(Change("suppressed", None, d.service, d.pattern, f"{d.title} on {d.service} not opened: silenced until {until} ({silence.reason})"))
                 continue
             changes.append(await self._open(d, now))
+        # One root cause, one incident: what a newer diagnosis explains is folded into it.
+        for service, pattern in seen:
+            cause = self.open.get((service, pattern))
+            if cause is None:
+                continue
+            for effect in patterns[pattern].supersedes:
+                merged = self.open.get((service, effect))
+                if merged is not None and (service, effect) not in seen:
+                    changes.append(await self.resolve(merged.id, now, f"superseded by incident #{cause.id} ({pattern})", by="diagnosis"))
+                    self.timeline(cause.id, now, "merged", f"incident #{merged.id} ({effect}) folded into this one", {"merged": merged.id})
         for key, incident in list(self.open.items()):
             if key in seen or incident.service not in scope:
                 continue
@@ -165,8 +175,12 @@ class IncidentBook:
         if incident is None:
             raise KeyError(f"incident #{incident_id} is not open")
         incident.status = "acknowledged"
-        await self.store.write("UPDATE incidents SET status = 'acknowledged', acknowledged_by = ? WHERE id = ?", (by, incident_id))
-        self.timeline(incident_id, time.time(), "acknowledged", f"acknowledged by {by}", {"by": by})
+        # An operator's decision is on disk, timeline included, before it is confirmed.
+        self.store.submit("UPDATE incidents SET status = 'acknowledged', acknowledged_by = ? WHERE id = ?", (by, incident_id))
+        await self.store.submit(
+            "INSERT INTO incident_events(incident_id, ts, kind, message, data_json) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, time.time(), "acknowledged", f"acknowledged by {by}", dumps({"by": by})),
+        )
 
     async def silence(self, service: str, until: float, reason: str, by: str) -> Silence:
         silence_id = await self.store.write(

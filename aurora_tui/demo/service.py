@@ -210,8 +210,10 @@ def _orphans(svc: Service, p: Params) -> Undo | None:
     # but stays in our process group holding memory, like a forgotten background worker.
     hold = (f"import time; b = bytearray({int(p['mb'])} * 2**20); b[::4096] = b'x' * len(b[::4096]); "
             f"time.sleep({p['seconds']})")
-    spawn = ("import subprocess, sys; "
-             f"print(subprocess.Popen([sys.executable, '-c', {hold!r}, 'aurora-demo-orphan']).pid, flush=True)")
+    # The grandchild must not inherit the middle process's stdout, or reading it would never end.
+    spawn = ("import subprocess, sys; d = subprocess.DEVNULL; "
+             f"print(subprocess.Popen([sys.executable, '-c', {hold!r}, 'aurora-demo-orphan'], "
+             "stdin=d, stdout=d, stderr=d).pid, flush=True)")
     pids: list[int] = []
     for _ in range(int(p["count"])):
         middle = subprocess.run([sys.executable, "-c", spawn], capture_output=True, text=True, timeout=10)
