@@ -20,6 +20,13 @@ from .core.format import STATE_GLYPHS, bytes_h, duration_h, health_h, parse_dura
 
 STATUS_FIELDS = ("name", "state", "pid", "port", "healthy", "restarts", "uptime", "cpu", "rss")
 INCIDENT_FIELDS = ("id", "service", "pattern", "status", "confidence", "opened_at", "resolved_at", "count", "summary", "evidence")
+PLAN_FIELDS = ("id", "service", "pattern", "actions", "confidence", "risk", "verdicts")
+
+
+def _grade(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10:
+        raise argparse.ArgumentTypeError(f"a grade is a whole number from 1 to 10, got {text!r}")
+    return int(text)
 
 
 def _duration(text: str) -> float:
@@ -53,6 +60,10 @@ def _target_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aurora", description="Aurora: supervise, diagnose and heal a fleet of services.")
     _engine_options(parser)
+    parser.add_argument(
+        "--attach", action="store_true",
+        help="open the console on the engine already running on --db (aurora run --headless); quitting leaves it running",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the engine without a console (until SIGTERM/SIGINT)")
@@ -119,8 +130,36 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(unsilence)
     unsilence.add_argument("service")
 
+    approvals = sub.add_parser("approvals", help="fix plans waiting for the operator")
+    _target_options(approvals)
+    approvals.add_argument("--json", action="store_true")
+    approvals.add_argument("--all", action="store_true", help="every plan, not only pending ones")
+    approvals.add_argument("-n", "--limit", type=int, default=50)
+
+    approve = sub.add_parser("approve", help="approve a pending fix plan")
+    _target_options(approve)
+    approve.add_argument("id", type=int)
+    approve.add_argument("--grade", type=_grade)
+    approve.add_argument("--comment", default="")
+
+    reject = sub.add_parser("reject", help="reject a pending fix plan")
+    _target_options(reject)
+    reject.add_argument("id", type=int)
+    reject.add_argument("--reason", required=True)
+
+    grade = sub.add_parser("grade", help="grade a decided fix plan 1-10")
+    _target_options(grade)
+    grade.add_argument("id", type=int)
+    grade.add_argument("grade", type=_grade)
+
+    learning = sub.add_parser("learning", help="what Aurora has learned about each fix")
+    _target_options(learning)
+    learning.add_argument("--json", action="store_true")
+    learning.add_argument("--export", type=Path, metavar="FILE", help="write it to FILE as JSON")
+    learning.add_argument("--import", dest="import_file", type=Path, metavar="FILE", help="load beliefs from FILE")
+
     bench = sub.add_parser("bench", help="run the benchmarks")
-    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect"])
+    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery"])
     bench.add_argument("--json", action="store_true")
     return parser
 
@@ -145,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command is None:
+        if args.attach:
+            from .app import run_attached
+
+            return run_attached(_target_db(args))
         return _console(_load(args))
     if command == "run":
         return asyncio.run(run_headless(_load(args)))
@@ -190,6 +233,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = call_engine(db, "unsilence", service=args.service)
         print(f"{args.service}: silence lifted" if result["removed"] else f"{args.service} was not silenced")
         return 0
+    if command == "approvals":
+        return _print_plans(call_engine(db, "plans", status=None if args.all else "pending", limit=args.limit), args.json)
+    if command == "approve":
+        row = call_engine(db, "approve", plan_id=args.id, grade=args.grade, comment=args.comment)
+        print(f"plan #{row['id']} ({row['fix']} for {row['pattern']} on {row['service']}): {row['status']}")
+        return 0
+    if command == "reject":
+        row = call_engine(db, "reject", plan_id=args.id, reason=args.reason)
+        print(f"plan #{row['id']} ({row['fix']} for {row['pattern']} on {row['service']}): {row['status']}")
+        return 0
+    if command == "grade":
+        row = call_engine(db, "grade", plan_id=args.id, grade=args.grade)
+        print(f"plan #{row['id']} graded {row['grade']}/10")
+        return 0
+    if command == "learning":
+        return _learning(db, args)
     if command == "logs":
         for line in call_engine(db, "logs", service=args.service, lines=args.lines):
             print(line)
@@ -290,6 +349,51 @@ def _print_incident(db: Path, incident_id: int, as_json: bool) -> int:
         print(f"  {datetime.fromtimestamp(e['ts']).strftime('%H:%M:%S')}  {e['kind']:<12} {e['message']}")
     print("evidence:")
     print("  " + json.dumps(incident["evidence"], indent=2, default=str).replace("\n", "\n  "))
+    return 0
+
+
+def _print_plans(rows: list[dict[str, Any]], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([{k: r[k] for k in PLAN_FIELDS} | {"status": r["status"], "incident_id": r["incident_id"], "summary": r["summary"]} for r in rows], indent=2))
+        return 0
+    if not rows:
+        print("no plans waiting for a decision")
+        return 0
+    for r in rows:
+        print(f"#{r['id']}  {r['status']:<9} {r['service']:<14} {r['pattern']:<22} risk {r['risk']:<6} confidence {r['confidence']}/10")
+        print(f"      why: {r['summary'][:110]}")
+        for a in r["actions"]:
+            print(f"      do:  {a['detail'][:110]}")
+        for v in r["verdicts"]:
+            print(f"      {v['level']} {v['outcome']:<7} {'; '.join(v['reasons'])[:100]}")
+    return 0
+
+
+def _learning(db: Path, args: argparse.Namespace) -> int:
+    if args.import_file:
+        try:
+            entries = json.loads(args.import_file.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"aurora: cannot read {args.import_file}: {exc}", file=sys.stderr)
+            return 2
+        result = call_engine(db, "import_learning", entries=entries)
+        print(f"imported {result['imported']} beliefs from {args.import_file}")
+        return 0
+    rows = call_engine(db, "learning")
+    if args.export:
+        args.export.write_text(json.dumps(rows, indent=2))
+        print(f"wrote {len(rows)} beliefs to {args.export}")
+        return 0
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("nothing learned yet")
+        return 0
+    print(f"{'PATTERN':<24} {'FIX':<22} {'BELIEF':>6} {'OK':>4} {'FAIL':>4} {'REJ':>4}")
+    for r in rows:
+        flag = "  (no longer proposed on its own)" if r["refused"] else ""
+        print(f"{r['pattern']:<24} {r['fix']:<22} {r['mean']:>6.0%} {r['successes']:>4} {r['failures']:>4} {r['rejections']:>4}{flag}")
     return 0
 
 

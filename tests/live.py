@@ -35,8 +35,12 @@ def demo_service(
     )
 
 
-def fleet_config(tmp_path: Path, *services: ServiceConfig, interval: float = 0.4, host_patterns: dict | None = None) -> Config:
-    settings = Settings(interval=interval, db=tmp_path / "aurora.db", log_dir=tmp_path / "logs", patterns=overrides(host_patterns))
+def fleet_config(
+    tmp_path: Path, *services: ServiceConfig, interval: float = 0.4, host_patterns: dict | None = None, auto_heal: bool = True,
+) -> Config:
+    settings = Settings(
+        interval=interval, db=tmp_path / "aurora.db", log_dir=tmp_path / "logs", patterns=overrides(host_patterns), auto_heal=auto_heal,
+    )
     return Config(source="<test fleet>", settings=settings, services=tuple(services))
 
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 async def test_repeats_count_and_a_new_occurrence_opens_a_new_incident(tmp_path):
-    async with running(fleet_config(tmp_path, demo_service("api"))) as engine:
+    # Healing off: the faults must stay until the test clears them.
+    async with running(fleet_config(tmp_path, demo_service("api"), auto_heal=False)) as engine:
         await engine.chaos("zombies", "api", {"count": "2"})
         first = await incident_for(engine, "api", "zombie_children")
         await scans_pass(engine, 3)
@@ -42,11 +43,11 @@ async def test_repeats_count_and_a_new_occurrence_opens_a_new_incident(tmp_path)
             return rows if len(rows) == 2 else None
 
         rows = await async_wait_until(second, timeout=15, what="a second zombie incident")
-        assert rows[0]["status"] == "open" and rows[1]["status"] == "resolved"
+        assert rows[0]["resolved_at"] is None and rows[1]["status"] == "resolved"
 
 
 async def test_a_silence_suppresses_new_incidents_and_says_so(tmp_path):
-    async with running(fleet_config(tmp_path, demo_service("api"))) as engine:
+    async with running(fleet_config(tmp_path, demo_service("api"), auto_heal=False)) as engine:
         await engine.silence("api", 60, "deploy in progress")
         await engine.chaos("badhealth", "api")
 
@@ -65,7 +66,7 @@ async def test_a_silence_suppresses_new_incidents_and_says_so(tmp_path):
 
         await engine.unsilence("api")
         incident = await incident_for(engine, "api", "health_content_mismatch")
-        assert incident["status"] == "open"
+        assert incident["resolved_at"] is None
         with pytest.raises(ValueError, match="at most 7 days"):
             await engine.silence("api", 30 * 86400)
         with pytest.raises(KeyError, match="unknown service"):
@@ -73,7 +74,7 @@ async def test_a_silence_suppresses_new_incidents_and_says_so(tmp_path):
 
 
 async def test_acknowledge(tmp_path):
-    async with running(fleet_config(tmp_path, demo_service("api"))) as engine:
+    async with running(fleet_config(tmp_path, demo_service("api"), auto_heal=False)) as engine:
         await engine.chaos("errors", "api")
         incident = await incident_for(engine, "api", "http_errors")
         result = await engine.acknowledge(incident["id"], by="alice")
@@ -95,13 +96,13 @@ async def test_open_incidents_survive_an_engine_restart_without_duplicates(tmp_p
             await scans_pass(engine, 3)
             rows = await engine.list_incidents(service="web", pattern="port_conflict_foreign")
             assert [r["id"] for r in rows] == [first["id"]]
-            assert rows[0]["status"] == "open" and rows[0]["count"] > count
+            assert rows[0]["resolved_at"] is None and rows[0]["count"] > count
     finally:
         stop_process(squatter)
 
 
 async def test_cli_lists_incidents_from_the_database(tmp_path):
-    async with running(fleet_config(tmp_path, demo_service("api"))) as engine:
+    async with running(fleet_config(tmp_path, demo_service("api"), auto_heal=False)) as engine:
         await engine.chaos("badhealth", "api")
         incident = await incident_for(engine, "api", "health_content_mismatch")
         db = str(engine.db_path)

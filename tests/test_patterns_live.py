@@ -82,11 +82,13 @@ async def test_sigstop_gives_exactly_one_diagnosis_hung(tmp_path):
         incident = await incident_for(engine, "ui", "hung")
         sensible(incident)
         assert incident["evidence"]["process_status"] == "stopped"
-        await scans_pass(engine, 6)  # long enough for health timeouts, errors and slowness to show
+        # Long enough for timeouts, errors and slowness to show, and for the healer's terminate and
+        # restart to run: none of it may add a diagnosis of its own.
+        await scans_pass(engine, 8)
         assert await patterns_seen(engine, "ui") == {"hung"}
         assert await patterns_seen(engine, "other") == set()
-        assert psutil.Process(pid).status() == psutil.STATUS_STOPPED  # detection alone never acts
-        os.kill(pid, signal.SIGCONT)
+        if not gone(pid):
+            os.kill(pid, signal.SIGCONT)
 
 
 async def test_hung_event_loop(tmp_path):

@@ -56,6 +56,16 @@ async def test_batched_writes_are_acknowledged_after_commit_and_fail_alone(tmp_p
         await store.close()
 
 
+async def test_update_reports_the_rows_it_changed(tmp_path):
+    store = await Store.open(tmp_path / "a.db")
+    try:
+        await store.write("INSERT INTO engine_runs(started_at, pid, config_source) VALUES (1, 1, 'x')")
+        assert await store.update("UPDATE engine_runs SET clean_exit = 1 WHERE pid = 1") == 1
+        assert await store.update("UPDATE engine_runs SET clean_exit = 1 WHERE pid = 2") == 0
+    finally:
+        await store.close()
+
+
 async def test_close_commits_what_is_queued(tmp_path):
     store = await Store.open(tmp_path / "a.db")
     for i in range(50):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from . import detect, scan
+from . import detect, recovery, scan
 
-BENCHMARKS = {"scan": scan.run, "detect": detect.run}
+BENCHMARKS = {"scan": scan.run, "detect": detect.run, "recovery": recovery.run}
 
 
 def run_benchmark(name: str, as_json: bool = False) -> int:

@@ -79,7 +79,7 @@ class ServiceConfig:
     depends_on: tuple[str, ...] = ()
     start_grace: float = 10.0
     stop_timeout: float = 10.0
-    restart_delay: float = 0.1
+    restart_delay: float = 0.0
     limits: Limits = Limits()
     managed: bool = True
     # Per-pattern threshold overrides: ((pattern_id, ((param, value), ...)), ...), sorted.
@@ -107,6 +107,10 @@ class Settings:
     db: Path = field(default_factory=_default_db)
     log_dir: Path = field(default_factory=_default_log_dir)
     retention_hours: float = 24.0
+    # A fix runs without a human only at or above this confidence (and only if its risk class allows).
+    auto_confidence: int = 7
+    # False: diagnose and propose, but every fix waits for a human (a monitor-and-advise mode).
+    auto_heal: bool = True
     # Threshold overrides for every service and for the host patterns, as in ServiceConfig.patterns.
     patterns: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
 
@@ -178,7 +182,7 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------- validation helpers
 
 _TOP_KEYS = ("aurora", "service")
-_AURORA_KEYS = ("interval", "db", "log_dir", "retention_hours", "patterns")
+_AURORA_KEYS = ("interval", "db", "log_dir", "retention_hours", "auto_confidence", "auto_heal", "patterns")
 _SERVICE_KEYS = (
     "name",
     "command",
@@ -341,6 +345,14 @@ def _parse_settings(raw: Any, c: _Checker, base_dir: Path) -> Settings | None:
             ok &= s is not None
             if s is not None:
                 kwargs[key] = _resolve(s, base_dir)
+    if "auto_heal" in raw:
+        v = c.boolean("aurora.auto_heal", raw["auto_heal"])
+        ok &= v is not None
+        kwargs["auto_heal"] = v
+    if "auto_confidence" in raw:
+        v = c.integer("aurora.auto_confidence", raw["auto_confidence"], 1, 10, "a whole number from 1 to 10")
+        ok &= v is not None
+        kwargs["auto_confidence"] = v
     if "patterns" in raw:
         overrides = _parse_patterns(raw["patterns"], c, "aurora.patterns")
         ok &= overrides is not None

@@ -74,6 +74,14 @@ class ControlServer:
             "silence": engine.silence,
             "unsilence": engine.unsilence,
             "silences": engine.silences,
+            "plans": engine.list_plans,
+            "plan": engine.plan,
+            "approve": engine.approve,
+            "reject": engine.reject,
+            "grade": engine.grade,
+            "learning": engine.learning,
+            "import_learning": engine.import_learning,
+            "heal_stats": engine.heal_stats,
         }
 
     async def start(self) -> None:

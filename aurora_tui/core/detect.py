@@ -25,8 +25,9 @@ class Finding:
     summary: str
     evidence: dict[str, Any]
     onset: float
-    # How far past its threshold the condition is (1.0 = right at it); feeds the confidence.
-    magnitude: float = 1.0
+    # How far past its threshold the condition is (1.0 = right at it); None for conditions that have no
+    # threshold to be past (an exit, a stopped process, a wrong body). Feeds the confidence.
+    magnitude: float | None = None
     # How many consecutive scans (or events) showed it.
     persisted: int = 1
     debounce: int = 1
@@ -266,7 +267,8 @@ def _port_conflict(stale: bool) -> Callable[[ServiceView, Params, float], Findin
         if not view.config.managed or view.config.port is None:
             return None
         def held_by_other(s: ServiceSample) -> bool:
-            return bool(s.port and s.port.listening and s.port.holder_pid and s.port.holder_is_service is False)
+            # A holder whose command line cannot be read (exiting, or not ours to inspect) proves nothing.
+            return bool(s.port and s.port.listening and s.port.holder_pid and s.port.holder_is_service is False and s.port.holder_cmdline)
 
         count, onset = streak(view.samples, held_by_other)
         if count < int(p["debounce"]) or onset is None:

@@ -37,7 +37,9 @@ def confidence(finding: Finding, pattern: Pattern, corroborating: int, belief: f
     other signals agree, and what was learned before. Returned with its parts, so it can be explained."""
     factors: dict[str, float] = {"base": float(pattern.base_confidence)}
     factors["persistence"] = 1.0 if finding.persisted >= 2 * max(1, finding.debounce) else 0.0
-    if finding.magnitude >= 1.5:
+    if finding.magnitude is None:
+        factors["magnitude"] = 0.0
+    elif finding.magnitude >= 1.5:
         factors["magnitude"] = 1.0
     elif finding.magnitude < 1.1:
         factors["magnitude"] = -1.0

@@ -24,6 +24,7 @@ from .control import ControlServer, socket_path
 from .detect import DependencyState, HostView, ServiceView, detect_host, detect_service
 from .diagnose import diagnose
 from .enginelock import EngineLock
+from .healer import Healer
 from .incidents import IncidentBook, incident_query, incident_row
 from .patterns import HOST, pattern_params
 from .model import (
@@ -41,7 +42,13 @@ from .probes import ConnectionTable, ProcessProber, health_check, host_sample, h
 from .store import Store, dumps
 from .supervisor import ServiceRunner, signal_group
 
+# Readiness is polled quickly at first: the time from spawn to "healthy" is most of a recovery.
+READY_POLL_FAST = 0.02
 READY_POLL = 0.1
+READY_FAST_FOR = 2.0
+# A service whose probes are throttled is health-checked on one scan in this many.
+THROTTLE_EVERY = 4
+THROTTLE_FOR = 600.0
 PRUNE_EVERY = 600.0
 SUBSCRIBER_QUEUE = 1000
 # Samples kept in memory per service for detection (the store keeps the full history).
@@ -78,9 +85,10 @@ class Engine:
         self._prober = ProcessProber()
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._wake = asyncio.Event()
-        self._service_locks: dict[str, asyncio.Lock] = {}
         self._short_runs: dict[str, int] = {}
-        self._pending_restart: dict[str, asyncio.Task[None]] = {}
+        self._throttled: dict[str, float] = {}
+        self.healer: Healer | None = None
+        self._resume: list[int] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._scan_task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
@@ -98,6 +106,8 @@ class Engine:
             await self._stop_stale_processes()
             self.incidents = IncidentBook(self.store)
             await self.incidents.load()
+            self.healer = Healer(self)
+            self._resume = await self.healer.load()
             now = time.time()
             self.run_id = await self.store.write(
                 "INSERT INTO engine_runs(started_at, pid, config_source) VALUES (?, ?, ?)",
@@ -108,8 +118,11 @@ class Engine:
                 "ON CONFLICT(name) DO UPDATE SET config_json = excluded.config_json, last_seen = excluded.last_seen",
                 [(s.name, dumps(to_jsonable(s)), now, now) for s in self.config.services],
             )
+            await self.store.submit_many(
+                "INSERT INTO service_configs(service, config_json, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [(s.name, _config_key(s), now) for s in self.config.services if s.managed],
+            )
             for svc in self.config.services:
-                self._service_locks[svc.name] = asyncio.Lock()
                 self.health[svc.name] = None
                 if svc.managed:
                     self.runners[svc.name] = ServiceRunner(svc, self.log_dir, self._on_exit, self._on_state)
@@ -128,6 +141,11 @@ class Engine:
 
     async def _run(self) -> None:
         await self.start_fleet()
+        assert self.healer is not None
+        for plan_id in self._resume:
+            # Approved before the last engine stopped, never finished: carried out now, after a re-check.
+            self.healer._start_approved(plan_id, None)
+        self._resume = []
         await self._scan_loop()
 
     async def start_fleet(self) -> None:
@@ -146,9 +164,11 @@ class Engine:
             self._scan_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scan_task
-        for task in list(self._pending_restart.values()) + list(self._background):
+        if self.healer is not None:
+            await self.healer.close()
+        for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*self._pending_restart.values(), *self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         for level in reversed(self.config.start_levels()):
             await asyncio.gather(*(self.runners[n].stop() for n in level if n in self.runners), return_exceptions=True)
         await self._emit(Event("engine_stopped", None, "engine stopped cleanly"))
@@ -194,33 +214,66 @@ class Engine:
         )
 
     async def restart(self, service: str, requested_by: str = "operator") -> dict[str, Any]:
-        runner = self._managed(service)
-        async with self._service_locks[service]:
-            self._cancel_pending_restart(service)
-            await runner.stop()
-            runner.restarts += 1
-            await self._acknowledged(Event("restart", service, f"{service} restart requested by {requested_by}", {"by": requested_by}))
-            await self._start_and_wait(service)
-        return self._action_result(service)
+        return await self._operator_action("restart", service, requested_by)
 
     async def stop_service(self, service: str, requested_by: str = "operator") -> dict[str, Any]:
-        runner = self._managed(service)
-        async with self._service_locks[service]:
-            self._cancel_pending_restart(service)
-            await self._acknowledged(Event("stop", service, f"{service} stop requested by {requested_by}", {"by": requested_by}))
-            await runner.stop()
-            self.health[service] = None
-        return self._action_result(service)
+        return await self._operator_action("stop", service, requested_by)
 
     async def start_service(self, service: str, requested_by: str = "operator") -> dict[str, Any]:
         runner = self._managed(service)
-        async with self._service_locks[service]:
-            if runner.alive:
-                raise ValueError(f"{service} is already running (pid {runner.pid})")
-            self._cancel_pending_restart(service)
-            await self._acknowledged(Event("start", service, f"{service} start requested by {requested_by}", {"by": requested_by}))
-            await self._start_and_wait(service)
+        if runner.alive:
+            raise ValueError(f"{service} is already running (pid {runner.pid})")
+        return await self._operator_action("start", service, requested_by)
+
+    async def _operator_action(self, kind: str, service: str, by: str) -> dict[str, Any]:
+        """A restart, stop or start asked for by a person: recorded, judged by the guardians, done."""
+        self._managed(service)
+        assert self.healer is not None
+        await self._acknowledged(Event(kind, service, f"{service} {kind} requested by {by}", {"by": by}))
+        await self.healer.run_manual(kind, service, by)
         return self._action_result(service)
+
+    # --- the approval queue and what was learned -----------------------------------------------------
+
+    async def list_plans(self, status: str | None = "pending", limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
+        assert self.healer is not None
+        return await self.healer.list_plans(status=status, limit=limit, before_id=before_id)
+
+    async def plan(self, plan_id: int) -> dict[str, Any]:
+        assert self.healer is not None
+        return await self.healer.plan(plan_id)
+
+    async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> dict[str, Any]:
+        assert self.healer is not None
+        return await self.healer.approve(plan_id, grade=grade, comment=comment, by=by)
+
+    async def reject(self, plan_id: int, reason: str, by: str = "operator") -> dict[str, Any]:
+        assert self.healer is not None
+        return await self.healer.reject(plan_id, reason=reason, by=by)
+
+    async def grade(self, plan_id: int, grade: int, by: str = "operator") -> dict[str, Any]:
+        assert self.healer is not None
+        return await self.healer.grade(plan_id, grade=grade, by=by)
+
+    async def learning(self) -> list[dict[str, Any]]:
+        assert self.healer is not None
+        return self.healer.learning.export()
+
+    async def import_learning(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        assert self.healer is not None
+        return {"imported": await self.healer.learning.import_(entries)}
+
+    async def heal_stats(self) -> dict[str, Any]:
+        """Outcomes of automatic plans: the console's auto-heal rate."""
+        assert self.store is not None
+        rows = await self.store.fetch(
+            "SELECT status, count(*) AS n FROM plans WHERE pattern != 'manual' AND decided_by = 'guardians' GROUP BY status"
+        )
+        counts = {r["status"]: r["n"] for r in rows}
+        done = counts.get("verified", 0) + counts.get("failed", 0)
+        pending = await self.store.fetch_one("SELECT count(*) AS n FROM plans WHERE status = 'pending'")
+        return {"verified": counts.get("verified", 0), "failed": counts.get("failed", 0),
+                "rate": (counts.get("verified", 0) / done) if done else None, "pending": pending["n"] if pending else 0}
 
     async def scan_now(self) -> FleetSnapshot:
         await self.scan()
@@ -409,12 +462,22 @@ class Engine:
             if host and self.host_history:
                 findings += detect_host(HostView(list(self.host_history)), lambda pid: self._params(None, pid), now)
                 scope.add(HOST)
-            changes = await self.incidents.record(diagnose(findings), scope, now)
+            diagnoses = diagnose(findings, self._belief)
+            changes = await self.incidents.record(diagnoses, scope, now)
         for change in changes:
             data = {"incident": change.incident_id, "pattern": change.pattern, "service": change.service}
             # The event log's service column names configured services; host incidents have none.
             service = None if change.service == HOST else change.service
             await self._emit(Event(f"incident_{change.kind}", service, change.message, data))
+        if self.healer is not None and not self._closing:
+            for change in changes:
+                if change.kind == "resolved" and change.incident_id is not None:
+                    await self.healer.incident_resolved(change.incident_id)
+            await self.healer.consider(diagnoses)
+
+    def _belief(self, pattern: str) -> float | None:
+        """What was learned about the usual fix of a pattern: it moves the diagnosis's confidence."""
+        return self.healer.learning.mean_for_pattern(pattern) if self.healer else None
 
     def _params(self, svc: ServiceConfig | None, pattern: str) -> dict[str, float]:
         return pattern_params(pattern, self.config.settings.pattern_overrides(), svc.pattern_overrides() if svc else None)
@@ -457,7 +520,7 @@ class Engine:
             self.history[name].append(ServiceSample(name, time.time(), str(runner.state), None, ports.get(name), None, errors))
         await self.detect([name])
 
-    def _detect_soon(self, name: str) -> None:
+    def detect_soon(self, name: str) -> None:
         if not self._closing and self._opened:
             self._spawn_background(self.detect([name]))
 
@@ -477,7 +540,11 @@ class Engine:
                 facts[svc.name] = self._prober.tree(holders[0], None, table) if holders else None
             if svc.port is not None:
                 tree = facts.get(svc.name)
-                ports[svc.name] = port_facts(svc.port, table, set(tree.pids) if tree else set())
+                mine = set(tree.pids) if tree else set()
+                runner = self.runners.get(svc.name)
+                if runner is not None:
+                    mine.update(pid for pid, _ in runner.previous)
+                ports[svc.name] = port_facts(svc.port, table, mine)
         self._prober.forget_dead({p for f in facts.values() if f for p in f.pids})
         return facts, ports, host_sample(self.db_path.parent)
 
@@ -485,6 +552,8 @@ class Engine:
         runner = self.runners.get(svc.name)
         if runner is not None and not runner.alive:
             return None
+        if self._throttled.get(svc.name, 0) > time.time() and self.scans % THROTTLE_EVERY:
+            return self.health.get(svc.name)  # throttled: the last answer stands for this scan
         return await health_check(svc.port, svc.health)
 
     # --- starting and restarting --------------------------------------------------------------------
@@ -494,7 +563,13 @@ class Engine:
         self.health[name] = None
         if not runner.spawn():
             await self._emit(Event("spawn_failed", name, runner.spawn_error or f"{name} could not be started"))
-            self._schedule_restart(name, ExitInfo(time.time(), None, None, False, 0.0))
+            # A command that cannot even be spawned is a start-up failure, diagnosed and healed as one.
+            info = ExitInfo(time.time(), 127, None, False, 0.0, False)
+            runner.last_exit = info
+            self.exit_history[name].append(info)
+            self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), 0.0)
+            if self._opened and not self._closing:
+                self._spawn_background(self._after_exit(name))
             return
         identity = runner.identity
         assert identity is not None and self.store is not None
@@ -509,21 +584,24 @@ class Engine:
 
     async def _wait_ready(self, runner: ServiceRunner) -> None:
         svc = runner.config
-        deadline = time.monotonic() + svc.start_grace
+        started = time.monotonic()
+        deadline = started + svc.start_grace
         while runner.alive and runner.state is ServiceState.STARTING:
             result = await health_check(svc.port, svc.health)
             self.health[svc.name] = result
             if result is None or result.ok:
                 runner.healthy_since_start = True
                 runner.set_state(ServiceState.RUNNING)
-                self._detect_soon(svc.name)  # a crash incident can close the moment the service is back
+                self._mark_healthy_config(svc)
+                self.detect_soon(svc.name)  # a crash incident can close the moment the service is back
                 return
             if time.monotonic() >= deadline:
                 # Not ready within its grace: it counts as running and its health speaks for itself.
                 runner.set_state(ServiceState.RUNNING)
                 await self._emit(Event("start_grace_expired", svc.name, f"{svc.name} not healthy {svc.start_grace:g}s after start: {result.error}"))
                 return
-            await asyncio.sleep(READY_POLL)
+            fast = time.monotonic() - started < READY_FAST_FOR
+            await asyncio.sleep(READY_POLL_FAST if fast else READY_POLL)
 
     def _on_exit(self, runner: ServiceRunner, info: ExitInfo) -> None:
         name = runner.name
@@ -539,36 +617,158 @@ class Engine:
         self._spawn_background(self._emit(Event(kind, name, f"{name} {info.describe()}", to_jsonable(info))))
         if info.expected or self._closing:
             return
+        self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), info.runtime)
+        # Down and not yet being restarted: the healer decides what happens next, through the guardians.
+        runner.set_state(ServiceState.FAILED)
         self.exit_history[name].append(info)
         if not self._closing and self._opened:
             self._spawn_background(self._after_exit(name))
-        self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), info.runtime)
-        self._schedule_restart(name, info)
 
-    def _schedule_restart(self, name: str, info: ExitInfo) -> None:
-        runner = self.runners[name]
-        short_runs = self._short_runs.get(name, 1)
-        delay = restart_policy.restart_delay(runner.config.restart_delay, short_runs)
-        runner.set_state(ServiceState.BACKOFF)
-        self._cancel_pending_restart(name)
+    # --- what the healer's actions do ----------------------------------------------------------------
 
-        async def later() -> None:
+    def owned_pids(self) -> set[int]:
+        """Every process that belongs to a service Aurora runs: the trees and process groups it started."""
+        owned: set[int] = set()
+        for name, runner in self.runners.items():
+            if runner.alive and runner.pid is not None:
+                owned.add(runner.pid)
+                sample = self.samples.get(name)
+                if sample is not None and sample.process is not None and sample.process.pid == runner.pid:
+                    owned.update(sample.process.pids)
+                    owned.update(sample.process.orphans)
+        return owned
+
+    def status_of(self, name: str) -> ServiceStatus | None:
+        try:
+            return self._status(self.config.service(name), time.time())
+        except KeyError:
+            return None
+
+    def short_runs(self, name: str) -> int:
+        return self._short_runs.get(name, 0)
+
+    async def probe_service(self, name: str) -> None:
+        """A scan of one service, now (verification and re-checks cannot wait for the next scan)."""
+        svc = self.config.service(name)
+        runner = self.runners.get(name)
+        targets = {name: runner.identity if runner and runner.alive else None}
+        (facts, ports, _), health = await asyncio.gather(
+            asyncio.to_thread(self._probe_blocking, targets, {name}), self._check(svc)
+        )
+        if runner is None or runner.alive:
+            self.health[name] = health
+        if runner is not None and runner.alive and health is not None and health.ok:
+            runner.healthy_since_start = True
+        state = runner.state if runner else ServiceState.UNMANAGED
+        errors = runner.sink.error_lines if runner else 0
+        sample = ServiceSample(name, time.time(), str(state), facts.get(name), ports.get(name), health, errors)
+        self.samples[name] = sample
+        self.history[name].append(sample)
+        await self.detect([name])
+
+    async def heal_restart(self, name: str) -> str:
+        runner = self._managed(name)
+        if runner.alive:
+            await runner.stop()
+            runner.restarts += 1
+            await self._start_and_wait(name)
+            return f"{name} restarted as pid {runner.pid}"
+        return await self.heal_start(name)
+
+    async def heal_start(self, name: str) -> str:
+        """Start a service that is down, after the back-off its recent short runs call for."""
+        runner = self._managed(name)
+        if runner.alive:
+            return f"{name} already running as pid {runner.pid}"
+        delay = restart_policy.restart_delay(runner.config.restart_delay, self._short_runs.get(name, 0))
+        if delay > 0:
+            runner.set_state(ServiceState.BACKOFF)
             await asyncio.sleep(delay)
-            async with self._service_locks[name]:
-                if runner.state is not ServiceState.BACKOFF or self._closing:
-                    return
-                runner.restarts += 1
-                await self._emit(Event("auto_restart", name, f"{name} restarted automatically after {delay:.1f}s", {"delay": delay, "short_runs": short_runs}))
-                await self._start_and_wait(name)
+        if runner.last_exit is not None and not runner.last_exit.expected:
+            runner.restarts += 1  # a recovery; starting what an operator stopped is not a restart
+        await self._start_and_wait(name)
+        return f"{name} started as pid {runner.pid}" + (f" after {delay:.1f}s back-off" if delay else "")
 
-        task = asyncio.create_task(later(), name=f"restart-{name}")
-        self._pending_restart[name] = task
-        task.add_done_callback(lambda t, n=name: self._pending_restart.pop(n, None) if self._pending_restart.get(n) is t else None)
+    async def stop_runner(self, name: str) -> None:
+        await self._managed(name).stop()
+        self.health[name] = None
 
-    def _cancel_pending_restart(self, name: str) -> None:
-        task = self._pending_restart.pop(name, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+    async def backoff_until_stable(self, name: str) -> str:
+        """Keep starting the service with growing back-off until it has run healthily for a while.
+        It never gives up on its own; an operator's restart, stop or start, or the engine stopping,
+        ends it."""
+        runner = self._managed(name)
+        tries = 0
+        while True:
+            if runner.alive:
+                uptime = runner.uptime() or 0.0
+                if runner.healthy_since_start and uptime >= restart_policy.SHORT_RUN:
+                    return f"{name} stable for {uptime:.0f}s after {tries} back-off starts"
+                await asyncio.sleep(0.25)
+                continue
+            delay = restart_policy.restart_delay(runner.config.restart_delay, max(2, self._short_runs.get(name, 0)))
+            runner.set_state(ServiceState.BACKOFF)
+            await self._emit(Event("backoff", name, f"{name} retried in {delay:.1f}s (back-off, attempt {tries + 1})", {"delay": delay}))
+            await asyncio.sleep(delay)
+            tries += 1
+            runner.restarts += 1
+            await self._start_and_wait(name)
+
+    async def reap_zombies(self, name: str) -> str:
+        runner = self._managed(name)
+        if not runner.alive:
+            return f"{name} is not running; its zombies went with it"
+        runner.send_signal(signal.SIGCHLD)
+        await asyncio.sleep(1.0)
+        left = await asyncio.to_thread(_zombie_children, runner.pid)
+        if not left:
+            return f"{name} reaped its zombies after SIGCHLD"
+        await runner.stop()
+        runner.restarts += 1
+        await self._start_and_wait(name)
+        return f"{name} ignored SIGCHLD ({left} zombies left): restarted so that they were reaped"
+
+    def throttle_probes(self, name: str | None) -> str:
+        if not name or name == HOST:
+            for svc in self.config.services:
+                self._throttled[svc.name] = time.time() + THROTTLE_FOR
+            return f"health probes of every service throttled to one scan in {THROTTLE_EVERY} for {THROTTLE_FOR / 60:.0f} min"
+        self._throttled[name] = time.time() + THROTTLE_FOR
+        return f"{name}'s health probes throttled to one scan in {THROTTLE_EVERY} for {THROTTLE_FOR / 60:.0f} min"
+
+    def rotate_logs(self) -> str:
+        for runner in self.runners.values():
+            runner.sink.rotate_now()
+        return f"rotated the logs of {len(self.runners)} services"
+
+    async def rollback(self, name: str) -> str:
+        """Restart the service with the last other configuration it ran healthily with."""
+        runner = self._managed(name)
+        assert self.store is not None
+        current = _config_key(runner.config)
+        row = await self.store.fetch_one(
+            "SELECT config_json FROM service_configs WHERE service = ? AND config_json != ? AND last_healthy_at IS NOT NULL "
+            "ORDER BY last_healthy_at DESC LIMIT 1",
+            (name, current),
+        )
+        if row is None:
+            raise RuntimeError(f"no earlier configuration of {name} that ran healthily is recorded")
+        previous = _config_from_key(row["config_json"])
+        await runner.stop()
+        runner.config = previous
+        runner.restarts += 1
+        await self._start_and_wait(name)
+        return f"{name} rolled back to its previous configuration ({' '.join(previous.command)[:80]})"
+
+    def _mark_healthy_config(self, svc: ServiceConfig) -> None:
+        if self.store is not None:
+            self._background_write(self.store.submit(
+                "UPDATE service_configs SET last_healthy_at = ? WHERE service = ? AND config_json = ?",
+                (time.time(), svc.name, _config_key(svc)),
+            ))
+
+    async def emit_acknowledged(self, event: Event) -> None:
+        await self._acknowledged(event)
 
     def _on_state(self, runner: ServiceRunner, old: ServiceState, new: ServiceState) -> None:
         if self._opened:
@@ -699,6 +899,30 @@ def _sample_row(s: ServiceSample) -> tuple[Any, ...]:
         None if h is None or h.ok is None else int(h.ok), h.status_code if h else None,
         h.latency_ms if h else None, h.error if h else None, dumps(extra),
     )
+
+
+def _config_key(svc: ServiceConfig) -> str:
+    return dumps(to_jsonable(svc))
+
+
+def _config_from_key(text: str) -> ServiceConfig:
+    from .config import HealthCheck, Limits
+
+    data = json.loads(text)
+    data["command"] = tuple(data["command"])
+    data["env"] = tuple(tuple(pair) for pair in data.get("env", ()))
+    data["depends_on"] = tuple(data.get("depends_on", ()))
+    data["health"] = HealthCheck(**data["health"])
+    data["limits"] = Limits(**data["limits"])
+    data["patterns"] = tuple((p, tuple(tuple(kv) for kv in params)) for p, params in data.get("patterns", ()))
+    return ServiceConfig(**data)
+
+
+def _zombie_children(pid: int) -> int:
+    try:
+        return sum(1 for c in psutil.Process(pid).children() if c.status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return 0
 
 
 def _report_write_failure(future: asyncio.Future[Any]) -> None:

@@ -163,12 +163,23 @@ class IncidentBook:
         if incident is None:
             raise KeyError(f"incident #{incident_id} is not open")
         del self.open[(incident.service, incident.pattern)]
-        await self.store.write(
+        self.store.submit(
             "UPDATE incidents SET status = 'resolved', resolved_at = ?, recover_seconds = ? - onset_at WHERE id = ?",
             (now, now, incident_id),
         )
-        self.timeline(incident_id, now, "resolved", f"resolved: {reason}", {"by": by})
+        await self.store.submit(
+            "INSERT INTO incident_events(incident_id, ts, kind, message, data_json) VALUES (?, ?, ?, ?, ?)",
+            (incident_id, now, "resolved", f"resolved: {reason}", dumps({"by": by})),
+        )
         return Change("resolved", incident_id, incident.service, incident.pattern, f"incident #{incident_id} ({incident.pattern} on {incident.service}) resolved: {reason}")
+
+    async def set_status(self, incident_id: int, status: str) -> None:
+        """The healer moves an open incident through healing, awaiting_approval and escalated."""
+        incident = next((i for i in self.open.values() if i.id == incident_id), None)
+        if incident is None or incident.status == status:
+            return
+        incident.status = status
+        await self.store.write("UPDATE incidents SET status = ? WHERE id = ? AND resolved_at IS NULL", (status, incident_id))
 
     async def acknowledge(self, incident_id: int, by: str) -> None:
         incident = next((i for i in self.open.values() if i.id == incident_id), None)

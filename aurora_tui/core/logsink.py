@@ -63,6 +63,10 @@ class LogSink:
             lines = (lines + [self._partial])[-n:]
         return lines
 
+    def rotate_now(self) -> None:
+        if self._size:
+            self._rotate()
+
     def _rotate(self) -> None:
         self._file.close()
         for i in range(self.backups, 0, -1):

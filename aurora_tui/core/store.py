@@ -27,6 +27,7 @@ class _Write:
     params: Sequence[Any] | Iterable[Sequence[Any]]
     many: bool
     done: asyncio.Future[int | None]
+    rowcount: bool = False  # answer with the number of rows changed instead of the last row id
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -103,6 +104,12 @@ class Store:
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int | None:
         return await self.submit(sql, params)
 
+    async def update(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an UPDATE or DELETE once committed; returns how many rows it changed."""
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Write(sql, params, False, done, rowcount=True))
+        return int(await done or 0)
+
     async def _write_loop(self) -> None:
         assert self._writer is not None
         stopping = False
@@ -131,7 +138,7 @@ class Store:
                     cur = await self._writer.executemany(item.sql, item.params)  # type: ignore[arg-type]
                 else:
                     cur = await self._writer.execute(item.sql, item.params)  # type: ignore[arg-type]
-                results.append(cur.lastrowid)
+                results.append(cur.rowcount if item.rowcount else cur.lastrowid)
                 await self._writer.execute("RELEASE item")
             except sqlite3.Error as exc:
                 await self._writer.execute("ROLLBACK TO item")

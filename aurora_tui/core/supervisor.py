@@ -67,6 +67,9 @@ class ServiceRunner:
         self.spawn_error: str | None = None
         # Whether the current run has passed a health check yet (an exit before it is a failed start).
         self.healthy_since_start = False
+        # Leaders of earlier runs and when they ended: a dying process may still be listed on the port
+        # for a moment, and it is still this service's, not a stranger's.
+        self.previous: list[tuple[int, float]] = []
         self.sink = LogSink(log_dir / f"{self.name}.log")
         self._on_exit = on_exit
         self._on_state = on_state
@@ -212,6 +215,7 @@ class ServiceRunner:
             was_healthy=self.healthy_since_start,
         )
         self.last_exit = info
+        self.previous = [(pid, ts) for pid, ts in self.previous if now - ts < 30.0] + [(popen.pid, now)]
         self.sink.mark(f"pid {popen.pid} {info.describe()}" + ("" if info.expected else " (unexpected)"))
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(info)

@@ -1,4 +1,9 @@
-"""The dispatcher's brains: conversation-type detection and fleet-command parsing (no Textual here)."""
+"""The dispatcher's brains: conversation-type detection and fleet-command parsing (no Textual here).
+
+* :mod:`.detector` — :class:`ConversationDetector` (naive Bayes, stdlib only) and the 10 types;
+* :mod:`.commands` — :func:`parse_command` for plain-words fleet commands (parses, never executes);
+* :mod:`.baseline` — the seed system's keyword scorer, kept only as the benchmark's baseline.
+"""
 from __future__ import annotations
 
 from .commands import (
@@ -11,12 +16,16 @@ from .commands import (
     resolve_service,
     suggest_verb,
 )
+from .detector import CONVERSATION_TYPES, ConversationDetector, Detection
 
 __all__ = [
     "ACTIONS",
+    "CONVERSATION_TYPES",
     "FLEET_CHANGING",
     "PATTERN_IDS",
     "Command",
+    "ConversationDetector",
+    "Detection",
     "Refusal",
     "parse_command",
     "resolve_service",
