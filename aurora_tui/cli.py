@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     learning.add_argument("--import", dest="import_file", type=Path, metavar="FILE", help="load beliefs from FILE")
 
     bench = sub.add_parser("bench", help="run the benchmarks")
-    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery"])
+    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos"])
+    bench.add_argument("--trials", type=int, help="trials per case (chaos, recovery)")
     bench.add_argument("--json", action="store_true")
     return parser
 
@@ -202,7 +203,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "bench":
         from .bench import run_benchmark
 
-        return run_benchmark(args.name, as_json=args.json)
+        return run_benchmark(args.name, as_json=args.json, trials=args.trials)
     db = _target_db(args)
     if command == "status":
         return _print_status(call_engine(db, "status"), args.json)

@@ -56,7 +56,7 @@ def test_demo_services_shape():
         assert svc.command[:3] == (sys.executable, "-m", "aurora_tui.demo.service")
         assert svc.command[3:7] == ("--name", svc.name, "--port", str(svc.port))
         assert svc.health == HealthCheck("http", "/healthz", 200, '"status": "ok"', 2.0)
-        assert (svc.start_grace, svc.stop_timeout, svc.restart_delay) == (10.0, 5.0, 0.0)
+        assert (svc.start_grace, svc.stop_timeout, svc.restart_delay) == (5.0, 5.0, 0.0)
         assert svc.limits == Limits(256, 90, 80, 200, 150)
         assert svc.managed
     bridge = config.service("bridge_api")

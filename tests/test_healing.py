@@ -271,3 +271,21 @@ def _squatter(port: int, exec_on_usr1: bool = False) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", code, "port-squatter"], stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "squatting"
     return proc
+
+
+async def test_learning_survives_restarts_and_round_trips_through_json(tmp_path):
+    config = fleet_config(tmp_path, demo_service("api"))
+    entries = [{"pattern": "high_cpu", "fix": "restart", "alpha": 9.0, "beta": 1.0, "successes": 8, "failures": 0, "rejections": 0}]
+    async with running(config) as engine:
+        assert (await engine.import_learning(entries))["imported"] == 1
+        with pytest.raises(ValueError, match="alpha and beta must be positive"):
+            await engine.import_learning([{"pattern": "x", "fix": "y", "alpha": 0, "beta": 1}])
+    async with running(config) as engine:
+        exported = await engine.learning()
+        assert exported == [entries[0] | {"mean": 0.9, "refused": False}]
+        assert engine._belief("high_cpu") == pytest.approx(0.9)
+        path = tmp_path / "beliefs.json"
+        result = await asyncio.to_thread(_aurora, "learning", "--export", str(path), "--db", str(engine.db_path))
+        assert result.returncode == 0 and json.loads(path.read_text()) == exported
+        table = await asyncio.to_thread(_aurora, "learning", "--db", str(engine.db_path))
+        assert "high_cpu" in table.stdout and "90%" in table.stdout

@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,12 +22,13 @@ from typing import Any, Awaitable, Callable
 
 import psutil
 
-from ..core.config import Limits, demo_config, with_overrides
+from ..core.config import Limits, demo_config
 from ..core.detect import ServiceView, detect_service
 from ..core.diagnose import diagnose
 from ..core.engine import Engine
 from ..core.model import HealthResult, PortFacts, ProcessFacts, ServiceSample
 from ..core.patterns import HOST, load_patterns, pattern_params
+from .fleetkit import demo_fleet, wait_healthy
 
 MB = 1024 * 1024
 
@@ -74,7 +74,6 @@ class Scenario:
     target: str
     cause: Callable[["Bench"], Awaitable[None]]
     limits: Limits | None = None
-    patterns: dict[str, dict[str, float]] | None = None
     host: dict[str, dict[str, float]] | None = None
     before_start: Callable[["Bench"], None] | None = None
     service: str | None = None  # where the incident is filed, when not the target
@@ -155,46 +154,16 @@ def scenarios() -> list[Scenario]:
     ]
 
 
-def _overrides(patterns: dict[str, dict[str, float]] | None) -> tuple:
-    return tuple(sorted((p, tuple(sorted((k, float(v)) for k, v in params.items()))) for p, params in (patterns or {}).items()))
-
-
-def _free_offset() -> int:
-    for offset in range(21000, 40000, 97):
-        ok = True
-        for port in (5000, 5001, 5002, 8080):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + offset))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return offset
-    raise RuntimeError("no free ports for the demo fleet")
-
-
 class Bench:
     def __init__(self, scenario: Scenario, workdir: Path) -> None:
         self.scenario = scenario
         self.helper: subprocess.Popen[str] | None = None
-        config = with_overrides(demo_config(_free_offset()), db=workdir / f"{scenario.pattern}.db", interval=1.0)
-        services = []
-        for svc in config.services:
-            if svc.name == scenario.target:
-                svc = dataclasses.replace(svc, limits=scenario.limits or svc.limits, patterns=_overrides(scenario.patterns))
-            services.append(svc)
-        settings = dataclasses.replace(config.settings, log_dir=workdir / "logs", patterns=_overrides(scenario.host))
-        self.engine = Engine(dataclasses.replace(config, settings=settings, services=tuple(services)))
+        config = demo_fleet(workdir, scenario.pattern, limits=scenario.limits, targets=(scenario.target,), host=scenario.host)
+        self.engine = Engine(config)
 
     async def wait_healthy(self, name: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = (await self.engine.snapshot()).service(name)
-            if status and status.healthy:
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"{name} not healthy")
+        if not await wait_healthy(self.engine, [name], timeout):
+            raise TimeoutError(f"{name} not healthy")
 
     async def measure(self, timeout: float = 60.0) -> dict[str, Any]:
         if self.scenario.before_start:
@@ -203,8 +172,7 @@ class Bench:
         try:
             self.engine.launch()
             if self.scenario.before_start is None:
-                for svc in self.engine.config.services:
-                    await self.wait_healthy(svc.name)
+                await wait_healthy(self.engine)
                 while self.engine.scans < 2:
                     await asyncio.sleep(0.05)
             started = time.time()

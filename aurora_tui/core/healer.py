@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from .diagnose import Diagnosis
-from .guardians import GuardContext, judge
+from .guardians import GuardContext, Judgement, judge
 from .learning import Learning
 from .model import Event
-from .patterns import HOST, load_patterns
+from .patterns import HOST
 from .plans import Action, FixPlan, ProcessTarget, build_plan
 from .store import dumps
 
@@ -172,17 +172,7 @@ class Healer:
         judgement = judge(plan, self._context(plan, human=False, owned=owned))
         status = {"run": "executing", "wait": "pending", "block": "blocked"}[judgement.decision]
         now = time.time()
-        plan_id = await self.store.write(
-            f"INSERT INTO plans(incident_id, service, pattern, fix, actions_json, confidence, risk, verdicts_json, decision, status, summary, "
-            f"evidence_json, evidence_at, created_at, decided_at, decided_by, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                incident_id, plan.service, plan.pattern, plan.fix, dumps([a.to_dict() for a in plan.actions]), plan.confidence,
-                plan.risk, dumps([v.to_dict() for v in judgement.verdicts]), judgement.decision, status, plan.summary,
-                dumps(plan.evidence), plan.evidence_at, now, now if status != "pending" else None,
-                "guardians" if status != "pending" else None, "; ".join(judgement.reasons),
-            ),
-        )
-        assert plan_id is not None
+        plan_id = await self._insert_plan(plan, judgement, status, None if status == "pending" else "guardians", now)
         self.planned[incident_id] = plan_id
         self.attempts[incident_id] = self.attempts.get(incident_id, 0) + 1
         incidents = self.engine.incidents
@@ -381,13 +371,7 @@ class Healer:
         judgement = judge(plan, self._context(plan, human=True, owned=owned))
         status = "executing" if judgement.decision == "run" else "blocked"
         now = time.time()
-        plan_id = await self.store.write(
-            f"INSERT INTO plans(incident_id, service, pattern, fix, actions_json, confidence, risk, verdicts_json, decision, status, summary, "
-            f"evidence_json, evidence_at, created_at, decided_at, decided_by, reason) VALUES (NULL, ?, 'manual', ?, ?, 10, ?, ?, ?, ?, ?, '{{}}', ?, ?, ?, ?, ?)",
-            (service, plan.fix, dumps([a.to_dict() for a in plan.actions]), plan.risk, dumps([v.to_dict() for v in judgement.verdicts]),
-             judgement.decision, status, plan.summary, now, now, now, by, "; ".join(judgement.reasons)),
-        )
-        assert plan_id is not None
+        plan_id = await self._insert_plan(plan, judgement, status, by, now)
         if status == "blocked":
             raise ValueError(f"the guardians refused to {kind} {service}: {'; '.join(judgement.reasons)}")
         self.busy[service] = plan_id
@@ -562,6 +546,20 @@ class Healer:
         return "escalated to the operator"
 
     # --- records -----------------------------------------------------------------------------------------
+
+    async def _insert_plan(self, plan: FixPlan, judgement: Judgement, status: str, decided_by: str | None, now: float) -> int:
+        """A plan with its judgement, committed before anything acts on it. Pending plans have no decider yet."""
+        plan_id = await self.store.write(
+            "INSERT INTO plans(incident_id, service, pattern, fix, actions_json, confidence, risk, verdicts_json, decision, status, summary, "
+            "evidence_json, evidence_at, created_at, decided_at, decided_by, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                plan.incident_id, plan.service, plan.pattern, plan.fix, dumps([a.to_dict() for a in plan.actions]), plan.confidence,
+                plan.risk, dumps([v.to_dict() for v in judgement.verdicts]), judgement.decision, status, plan.summary,
+                dumps(plan.evidence), plan.evidence_at, now, now if decided_by else None, decided_by, "; ".join(judgement.reasons),
+            ),
+        )
+        assert plan_id is not None
+        return plan_id
 
     def recent_automatic(self, service: str | None, since: float) -> int:
         return sum(1 for ts, svc in self._automatic if ts >= since and (service is None or svc == service))

@@ -91,6 +91,9 @@ class FixPlan:
     @property
     def risk(self) -> str:
         risks = [action_catalogue()[a.kind].risk for a in self.actions]
+        pattern = load_patterns().get(self.pattern)
+        if pattern is not None and self.fix != "notify":
+            risks.append(pattern.risk)  # restarting a service under heavy load is riskier than a restart
         if any(a.target is not None and not a.target.owned for a in self.actions):
             risks.append("high")  # touching a process Aurora does not own always needs a human
         return max(risks, key=RISK_ORDER.__getitem__, default="low")
