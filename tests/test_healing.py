@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -102,96 +103,81 @@ async def test_zombies_are_reaped(tmp_path):
         assert engine.samples["api"].process is None or engine.samples["api"].process.zombies == 0
 
 
-async def test_a_foreign_port_holder_waits_for_approval_and_then_the_service_comes_back(tmp_path):
+@contextlib.asynccontextmanager
+async def squatted(tmp_path, exec_on_usr1: bool = False):
+    """A service whose port a foreign process holds, and the plan Aurora proposed for it."""
     svc = demo_service("web")
-    squatter = _squatter(svc.port)
+    squatter = _squatter(svc.port, exec_on_usr1)
     try:
         async with running(fleet_config(tmp_path, svc), healthy=False) as engine:
             incident = await incident_for(engine, "web", "port_conflict_foreign", timeout=30)
-            plan = await plan_for(engine, incident["id"])
-            assert plan["status"] == "pending" and plan["risk"] == "high" and plan["fix"] == "free_port+start"
-            assert plan["verdicts"][0]["outcome"] == "warn" and "needs a human" in plan["verdicts"][0]["reasons"][0]
-            await scans_pass(engine, 4)
-            assert squatter.poll() is None, "a process Aurora does not own was touched without approval"
-            assert (await engine.incident(incident["id"]))["status"] == "awaiting_approval"
-
-            # The CLI talks to this engine, which runs on this test's loop: call it from a thread.
-            approved = await asyncio.to_thread(_aurora, "approve", str(plan["id"]), "--grade", "9", "--db", str(engine.db_path))
-            assert approved.returncode == 0, approved.stderr
-            done = await finished(engine, plan["id"])
-            assert done["status"] == "verified" and done["decided_by"] == "operator" and done["grade"] == 9
-            await asyncio.to_thread(squatter.wait, 10)
-            assert engine.status_of("web").healthy
-            log = await engine.store.fetch("SELECT kind, owned, approved_by FROM actions_log WHERE plan_id = ?", (plan["id"],))
-            assert [(r["kind"], r["owned"], r["approved_by"]) for r in log] == [("free_port", 0, "operator"), ("start", None, "operator")]
-            # Approving again changes nothing: the decision was taken once.
-            again = await engine.approve(plan["id"])
-            assert again["status"] == "verified"
-            assert len(await engine.store.fetch("SELECT id FROM actions_log WHERE plan_id = ?", (plan["id"],))) == 2
+            yield engine, squatter, incident, await plan_for(engine, incident["id"])
     finally:
         stop_process(squatter)
+
+
+async def test_a_foreign_port_holder_waits_for_approval_and_then_the_service_comes_back(tmp_path):
+    async with squatted(tmp_path) as (engine, squatter, incident, plan):
+        assert plan["status"] == "pending" and plan["risk"] == "high" and plan["fix"] == "free_port+start"
+        assert plan["verdicts"][0]["outcome"] == "warn" and "needs a human" in plan["verdicts"][0]["reasons"][0]
+        await scans_pass(engine, 4)
+        assert squatter.poll() is None, "a process Aurora does not own was touched without approval"
+        assert (await engine.incident(incident["id"]))["status"] == "awaiting_approval"
+
+        # The CLI talks to this engine, which runs on this test's loop: call it from a thread.
+        approved = await asyncio.to_thread(_aurora, "approve", str(plan["id"]), "--grade", "9", "--db", str(engine.db_path))
+        assert approved.returncode == 0, approved.stderr
+        done = await finished(engine, plan["id"])
+        assert done["status"] == "verified" and done["decided_by"] == "operator" and done["grade"] == 9
+        await asyncio.to_thread(squatter.wait, 10)
+        assert engine.status_of("web").healthy
+        log = await engine.store.fetch("SELECT kind, owned, approved_by FROM actions_log WHERE plan_id = ?", (plan["id"],))
+        assert [(r["kind"], r["owned"], r["approved_by"]) for r in log] == [("free_port", 0, "operator"), ("start", None, "operator")]
+        # Approving again changes nothing: the decision was taken once.
+        again = await engine.approve(plan["id"])
+        assert again["status"] == "verified"
+        assert len(await engine.store.fetch("SELECT id FROM actions_log WHERE plan_id = ?", (plan["id"],))) == 2
 
 
 async def test_approving_twice_at_once_executes_once(tmp_path):
-    svc = demo_service("web")
-    squatter = _squatter(svc.port)
-    try:
-        async with running(fleet_config(tmp_path, svc), healthy=False) as engine:
-            incident = await incident_for(engine, "web", "port_conflict_foreign", timeout=30)
-            plan = await plan_for(engine, incident["id"])
-            first, second = await asyncio.gather(engine.approve(plan["id"], by="alice"), engine.approve(plan["id"], by="bob"))
-            assert {first["decided_by"], second["decided_by"]} <= {"alice", None}
-            done = await finished(engine, plan["id"])
-            assert done["decided_by"] == "alice"
-            rows = await engine.store.fetch("SELECT kind FROM actions_log WHERE plan_id = ?", (plan["id"],))
-            assert [r["kind"] for r in rows] == ["free_port", "start"]
-    finally:
-        stop_process(squatter)
+    async with squatted(tmp_path) as (engine, squatter, incident, plan):
+        first, second = await asyncio.gather(engine.approve(plan["id"], by="alice"), engine.approve(plan["id"], by="bob"))
+        assert {first["decided_by"], second["decided_by"]} <= {"alice", None}
+        done = await finished(engine, plan["id"])
+        assert done["decided_by"] == "alice"
+        rows = await engine.store.fetch("SELECT kind FROM actions_log WHERE plan_id = ?", (plan["id"],))
+        assert [r["kind"] for r in rows] == ["free_port", "start"]
 
 
 async def test_a_rejected_plan_is_not_executed_and_lowers_the_belief(tmp_path):
-    svc = demo_service("web")
-    squatter = _squatter(svc.port)
-    try:
-        async with running(fleet_config(tmp_path, svc), healthy=False) as engine:
-            incident = await incident_for(engine, "web", "port_conflict_foreign", timeout=30)
-            plan = await plan_for(engine, incident["id"])
-            with pytest.raises(ValueError, match="needs a reason"):
-                await engine.reject(plan["id"], " ")
-            row = await engine.reject(plan["id"], "that is the team's debugging proxy", by="carol")
-            assert row["status"] == "rejected" and row["reason"] == "that is the team's debugging proxy"
-            await scans_pass(engine, 3)
-            assert squatter.poll() is None
-            assert await engine.store.fetch("SELECT id FROM actions_log WHERE plan_id = ?", (plan["id"],)) == []
-            learned = {(b["pattern"], b["fix"]): b for b in await engine.learning()}
-            belief = learned[("port_conflict_foreign", "free_port+start")]
-            assert belief["rejections"] == 1 and belief["mean"] < 0.5
-            assert engine._belief("port_conflict_foreign") < 0.5  # feeds the next diagnosis's confidence
-            assert (await engine.incident(incident["id"]))["status"] == "open"
-    finally:
-        stop_process(squatter)
+    async with squatted(tmp_path) as (engine, squatter, incident, plan):
+        with pytest.raises(ValueError, match="needs a reason"):
+            await engine.reject(plan["id"], " ")
+        row = await engine.reject(plan["id"], "that is the team's debugging proxy", by="carol")
+        assert row["status"] == "rejected" and row["reason"] == "that is the team's debugging proxy"
+        await scans_pass(engine, 3)
+        assert squatter.poll() is None
+        assert await engine.store.fetch("SELECT id FROM actions_log WHERE plan_id = ?", (plan["id"],)) == []
+        learned = {(b["pattern"], b["fix"]): b for b in await engine.learning()}
+        belief = learned[("port_conflict_foreign", "free_port+start")]
+        assert belief["rejections"] == 1 and belief["mean"] < 0.5
+        assert engine._belief("port_conflict_foreign") < 0.5  # feeds the next diagnosis's confidence
+        assert (await engine.incident(incident["id"]))["status"] == "open"
 
 
 async def test_a_pid_now_running_another_program_is_not_touched(tmp_path):
-    svc = demo_service("web")
-    squatter = _squatter(svc.port, exec_on_usr1=True)
-    try:
-        async with running(fleet_config(tmp_path, svc), healthy=False) as engine:
-            incident = await incident_for(engine, "web", "port_conflict_foreign", timeout=30)
-            plan = await plan_for(engine, incident["id"])
-            target = plan["actions"][0]["target"]
-            assert target["pid"] == squatter.pid
-            # Same pid, another program: exec keeps the pid and changes the command line.
-            os.kill(squatter.pid, signal.SIGUSR1)
-            wait_until(lambda: psutil.Process(squatter.pid).cmdline()[:1] == ["sleep"], what="the exec")
-            await engine.approve(plan["id"])
-            done = await finished(engine, plan["id"])
-            assert done["status"] in ("failed", "expired", "verified")
-            assert squatter.poll() is None and psutil.Process(squatter.pid).cmdline()[0] == "sleep"
-            log = await engine.store.fetch("SELECT kind, result FROM actions_log WHERE plan_id = ?", (plan["id"],))
-            assert all(r["kind"] != "free_port" or "now belongs to another program" in r["result"] for r in log)
-    finally:
-        stop_process(squatter)
+    async with squatted(tmp_path, exec_on_usr1=True) as (engine, squatter, incident, plan):
+        target = plan["actions"][0]["target"]
+        assert target["pid"] == squatter.pid
+        # Same pid, another program: exec keeps the pid and changes the command line.
+        os.kill(squatter.pid, signal.SIGUSR1)
+        wait_until(lambda: psutil.Process(squatter.pid).cmdline()[:1] == ["sleep"], what="the exec")
+        await engine.approve(plan["id"])
+        done = await finished(engine, plan["id"])
+        assert done["status"] in ("failed", "expired", "verified")
+        assert squatter.poll() is None and psutil.Process(squatter.pid).cmdline()[0] == "sleep"
+        log = await engine.store.fetch("SELECT kind, result FROM actions_log WHERE plan_id = ?", (plan["id"],))
+        assert all(r["kind"] != "free_port" or "now belongs to another program" in r["result"] for r in log)
 
 
 def test_kill_9_of_the_engine_loses_neither_pending_plans_nor_decisions(tmp_path):

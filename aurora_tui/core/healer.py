@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import psutil
 
@@ -276,17 +276,27 @@ class Healer:
         rows = await self.store.fetch(f"SELECT {PLAN_FIELDS} FROM plans {clause} ORDER BY id DESC LIMIT ?", (*params, int(limit)))
         return [plan_row(r) for r in rows]
 
+    @contextlib.asynccontextmanager
+    async def _decision(self, plan_id: int) -> AsyncIterator[dict[str, Any] | None]:
+        """The plan, if it is still pending and no other decision on it is under way; else None.
+        This is what makes approving twice (or approving and rejecting at once) act once."""
+        if plan_id in self._deciding:
+            yield None
+            return
+        self._deciding.add(plan_id)
+        try:
+            row = await self.plan(plan_id)
+            yield row if row["status"] == "pending" else None
+        finally:
+            self._deciding.discard(plan_id)
+
     async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> dict[str, Any]:
         plan_id = int(plan_id)
         if grade is not None:
             _check_grade(grade)
-        if plan_id in self._deciding:
-            return await self.plan(plan_id)
-        self._deciding.add(plan_id)
-        try:
-            row = await self.plan(plan_id)
-            if row["status"] != "pending":
-                return row  # decided already: approving twice runs once
+        async with self._decision(plan_id) as row:
+            if row is None:
+                return await self.plan(plan_id)
             now = time.time()
             self.pending.pop(plan_id, None)
             await self.store.write(
@@ -299,21 +309,15 @@ class Healer:
                 await self.learning.record(row["pattern"], row["fix"], "graded", grade)
             await self._emit("plan_decided", row["service"], f"plan #{plan_id} approved by {by}", plan_id)
             self._start_approved(plan_id, by)
-            return await self.plan(plan_id)
-        finally:
-            self._deciding.discard(plan_id)
+        return await self.plan(plan_id)
 
     async def reject(self, plan_id: int, reason: str, by: str = "operator") -> dict[str, Any]:
         plan_id = int(plan_id)
         if not reason or not reason.strip():
             raise ValueError("a rejection needs a reason")
-        if plan_id in self._deciding:
-            return await self.plan(plan_id)
-        self._deciding.add(plan_id)
-        try:
-            row = await self.plan(plan_id)
-            if row["status"] != "pending":
-                return row
+        async with self._decision(plan_id) as row:
+            if row is None:
+                return await self.plan(plan_id)
             now = time.time()
             self.pending.pop(plan_id, None)
             await self.store.write(
@@ -327,9 +331,7 @@ class Healer:
                 assert incidents is not None
                 await incidents.set_status(row["incident_id"], "open")
             await self._emit("plan_decided", row["service"], f"plan #{plan_id} rejected by {by}: {reason}", plan_id)
-            return await self.plan(plan_id)
-        finally:
-            self._deciding.discard(plan_id)
+        return await self.plan(plan_id)
 
     async def grade(self, plan_id: int, grade: int, by: str = "operator") -> dict[str, Any]:
         _check_grade(grade)
