@@ -1,99 +1,475 @@
-"""The Textual console. It talks to the engine only through :class:`EngineAPI`."""
+"""The Textual console. It talks to the engine only through the engine's async methods (an in-process
+:class:`~aurora_tui.core.engine.Engine` or a :class:`~aurora_tui.core.remote.RemoteEngine`).
+
+Five screens are Textual modes (``1``..``5``). The app owns what every screen shares: the latest fleet
+snapshot, the counts in the header, the conversation with the dispatcher, and the workers that follow
+the engine. Workers only post messages (:mod:`aurora_tui.messages`); handlers here update the shared
+state and publish it on signals the screens subscribe to.
+"""
 from __future__ import annotations
 
 import asyncio
 import signal
 import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
+from textual.signal import Signal
 
-from .core.api import EngineAPI
 from .core.config import Config
-from .messages import ActionFinished, EngineEvent, FleetUpdated
+from .core.model import Event, FleetSnapshot
+from .messages import ActionFinished, ChatAnswered, CountsUpdated, EngineConnection, EngineEvent, FleetUpdated, PlanLoaded
+from .screens.approvals import ApprovalsScreen
+from .screens.base import Coalesced
+from .screens.chat import ChatScreen
 from .screens.confirm import ConfirmScreen
+from .screens.explorer import ExplorerScreen
+from .screens.help import HelpScreen
+from .screens.incident_detail import IncidentDetailScreen
+from .screens.incidents import IncidentsScreen
+from .screens.palette import ActionCommands, IncidentCommands, PlanCommands, ServiceCommands
+from .screens.plan_detail import PlanDetailScreen
 from .screens.services import ServicesScreen
+from .widgets.plans_table import action_summary
 
 # The header's "scan … ago" and each uptime move with the clock even when nothing else happens.
 REFRESH_EVERY = 1.0
+# Events ask for a fresh snapshot at once, but never more often than this.
+MIN_GAP = 0.1
+# How often an attached console tries again after losing its engine.
+RETRY_EVERY = 2.0
+# Open incidents are one per (service, pattern), so this bounds the count query generously.
+COUNT_LIMIT = 2000
+
+SCREENS = Binding.Group("Screens", compact=True)
+MODE_LABELS = {"services": "Services", "incidents": "Incidents", "approvals": "Approvals", "chat": "Chat", "explorer": "Explorer"}
 
 
-class AuroraApp(App):
+@dataclass
+class ConsoleState:
+    engine_mode: str
+    snapshot: FleetSnapshot | None = None
+    connected: bool = True
+    open_incidents: int | None = None
+    by_service: dict[str, int] | None = None
+    pending_plans: int | None = None
+    approvals: bool | None = None  # None: not known yet; False: this engine has no approval queue
+    chat: bool | None = None  # False once the engine said it has no dispatcher
+    heal_rate: float | None = None
+
+
+@dataclass
+class ChatTurn:
+    n: int
+    question: str
+    reply: dict[str, Any] | None = None
+    error: str | None = None
+    pending: bool = True
+
+
+def supports(engine: Any, method: str) -> bool:
+    """Whether ``engine`` offers ``method``: it has it, and (remote engines) has not said otherwise."""
+    if not hasattr(engine, method):
+        return False
+    check = getattr(engine, "supports", None)
+    return bool(check(method)) if callable(check) else True
+
+
+class AuroraApp(App[None]):
     TITLE = "Aurora"
     CSS_PATH = "styles/app.tcss"
+    MODES = {
+        "services": ServicesScreen,
+        "incidents": IncidentsScreen,
+        "approvals": ApprovalsScreen,
+        "chat": ChatScreen,
+        "explorer": ExplorerScreen,
+    }
+    DEFAULT_MODE = "services"
+    COMMANDS = App.COMMANDS | {ServiceCommands, IncidentCommands, PlanCommands, ActionCommands}
     BINDINGS = [
-        Binding("q", "request_quit", "Quit", id="app.quit"),
+        Binding("1", "show_mode('services')", "Services", id="app.mode.services", group=SCREENS),
+        Binding("2", "show_mode('incidents')", "Incidents", id="app.mode.incidents", group=SCREENS),
+        Binding("3", "show_mode('approvals')", "Approvals", id="app.mode.approvals", group=SCREENS),
+        Binding("4", "show_mode('chat')", "Chat", id="app.mode.chat", group=SCREENS),
+        Binding("5", "show_mode('explorer')", "Explorer", id="app.mode.explorer", group=SCREENS),
+        Binding("c", "toggle_chat", "Chat", id="app.chat_pane"),
+        # Shown docked at the right of every footer, so it stays visible however narrow the terminal.
+        Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
+        # Textual's own ctrl+q would quit without asking: here it is the same as q (shown as q).
+        Binding("ctrl+q", "request_quit", "Quit", id="app.quit_ctrl", show=False),
     ]
 
-    def __init__(self, engine: EngineAPI, *, engine_mode: str = "own engine", service_count: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        engine_mode: str = "own engine",
+        service_count: int | None = None,
+        clock: Callable[[], float] = time.time,
+        blink: bool = True,
+        refresh_every: float = REFRESH_EVERY,
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.engine_mode = engine_mode
         self.service_count = service_count
-        self.snapshot = None
+        self.clock = clock
+        self.blink = blink
+        self.refresh_every = refresh_every
+        self.state = ConsoleState(engine_mode=engine_mode)
+        self.state_signal: Signal[ConsoleState] = Signal(self, "state")
+        self.event_signal: Signal[Event] = Signal(self, "event")
+        self.chat_signal: Signal[ChatTurn] = Signal(self, "chat")
+        self.chat_turns: list[ChatTurn] = []
+        self.chat_inputs: list[str] = []
+        self.chat_docked = False
+        self._mode_history: list[str] = []
         self._dirty = asyncio.Event()
+        self._counts = Coalesced(self, "engine-counts", self._load_counts)
+
+    # --- convenience for screens ---------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> FleetSnapshot | None:
+        return self.state.snapshot
+
+    def supports(self, method: str) -> bool:
+        return supports(self.engine, method)
+
+    def chat_available(self) -> bool:
+        return self.supports("ask") and self.state.chat is not False
+
+    # --- start ---------------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.push_screen(ServicesScreen(self.engine_mode))
         self.run_worker(self._follow_events(), group="engine-events", exit_on_error=False)
-        self.run_worker(self._refresh_loop(), group="engine-snapshot", exit_on_error=False)
+        self.run_worker(self._poll_snapshot(), group="engine-snapshot", exit_on_error=False)
+        self._counts.poke()
 
-    # --- workers: they post messages, never touch widgets -------------------------------------------
+    # --- workers: they post messages, never touch widgets ---------------------------------------------
 
     async def _follow_events(self) -> None:
-        async with self.engine.subscribe() as events:
-            async for event in events:
-                self._dirty.set()
-                self.post_message(EngineEvent(event))
+        while True:
+            try:
+                async with self.engine.subscribe() as events:
+                    async for event in events:
+                        self._dirty.set()
+                        self.post_message(EngineEvent(event))
+            except Exception as exc:  # the stream broke: an attached console tries again
+                self.log.warning(f"event stream ended: {exc!r}")
+            if self.engine_mode != "attached":
+                return  # our own engine closed: the console is on its way out
+            self._dirty.set()
+            await asyncio.sleep(RETRY_EVERY)
 
-    async def _refresh_loop(self) -> None:
+    async def _poll_snapshot(self) -> None:
         # One snapshot at a time: the next is asked for only after the last arrived.
+        failing = False
         while True:
             self._dirty.clear()
-            self.post_message(FleetUpdated(await self.engine.snapshot()))
             try:
-                await asyncio.wait_for(self._dirty.wait(), REFRESH_EVERY)
+                snapshot = await self.engine.snapshot()
+            except Exception as exc:
+                failing = True
+                self.post_message(EngineConnection(str(exc) or type(exc).__name__))
+                await asyncio.sleep(RETRY_EVERY)
+                continue
+            if failing:
+                failing = False
+                self.post_message(EngineConnection(None))
+            self.post_message(FleetUpdated(snapshot))
+            # A burst of events costs at most one snapshot per MIN_GAP; otherwise one per refresh_every.
+            await asyncio.sleep(MIN_GAP)
+            try:
+                await asyncio.wait_for(self._dirty.wait(), max(0.0, self.refresh_every - MIN_GAP))
             except asyncio.TimeoutError:
                 pass
 
-    async def _act(self, action: str, service: str) -> None:
-        call = {"restart": self.engine.restart, "stop": self.engine.stop_service, "start": self.engine.start_service}[action]
+    async def _load_counts(self) -> None:
+        open_total: int | None = None
+        by_service: dict[str, int] = {}
         try:
-            result = await call(service)
+            rows = await self.engine.list_incidents(open_only=True, limit=COUNT_LIMIT)
+        except Exception as exc:
+            self.log.warning(f"open incidents unavailable: {exc!r}")
+        else:
+            open_total = len(rows)
+            by_service = dict(Counter(r["service"] for r in rows))
+        pending: int | None = None
+        approvals: bool | None = None
+        if self.supports("list_plans"):
+            try:
+                pending = len(await self.engine.list_plans(status="pending", limit=500))
+                approvals = True
+            except NotImplementedError:
+                approvals = False
+            except Exception as exc:
+                self.log.warning(f"approval queue unavailable: {exc!r}")
+        else:
+            approvals = False
+        heal_rate: float | None = None
+        if self.supports("heal_stats"):
+            try:
+                stats = await self.engine.heal_stats()
+                heal_rate = stats.get("rate")
+            except Exception as exc:
+                self.log.warning(f"heal stats unavailable: {exc!r}")
+        self.post_message(CountsUpdated(open_total, by_service, pending, approvals, heal_rate))
+
+    async def _announce(self, plan_id: int) -> None:
+        """A plan was proposed: fetch it, so that only plans that wait for a human are announced."""
+        try:
+            plan = await self.engine.plan(plan_id)
+        except Exception:
+            return
+        self.post_message(PlanLoaded(plan_id, plan))
+
+    async def _act(self, action: str, service: str) -> None:
+        calls = {
+            "restart": self.engine.restart,
+            "stop": self.engine.stop_service,
+            "start": self.engine.start_service,
+        }
+        try:
+            if action == "scan":
+                await self.engine.scan_now()
+                result: dict[str, Any] = {}
+            else:
+                result = await calls[action](service)
         except Exception as exc:  # the engine's refusal is shown, never raised into the UI
-            self.post_message(ActionFinished(action, service, None, str(exc)))
+            self.post_message(ActionFinished(action, service, None, str(exc) or type(exc).__name__))
         else:
             self.post_message(ActionFinished(action, service, result, None))
 
-    # --- handlers -----------------------------------------------------------------------------------
+    async def _ask(self, turn: int, message: str) -> None:
+        try:
+            reply = await self.engine.ask(message)
+        except (NotImplementedError, AttributeError):
+            self.post_message(ChatAnswered(turn, None, unavailable=True))
+        except Exception as exc:
+            self.post_message(ChatAnswered(turn, None, error=f"the dispatcher failed: {exc}"))
+        else:
+            self.post_message(ChatAnswered(turn, reply if isinstance(reply, dict) else {"reply": str(reply)}))
+
+    # --- handlers ------------------------------------------------------------------------------------
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
-        self.snapshot = message.snapshot
-        for screen in self.screen_stack:
-            if isinstance(screen, ServicesScreen):
-                screen.show(message.snapshot)
+        snapshot = message.snapshot
+        self.state.snapshot = snapshot
+        self.state.connected = True
+        self.state_signal.publish(self.state)
+
+    def on_engine_connection(self, message: EngineConnection) -> None:
+        was = self.state.connected
+        self.state.connected = message.error is None
+        if was and message.error is not None:
+            self.notify(f"Lost the engine: {message.error}. Retrying every {RETRY_EVERY:g}s.", severity="error", timeout=10)
+        elif not was and message.error is None:
+            self.notify("The engine answers again.", timeout=5)
+            self._counts.poke()
+        self.state_signal.publish(self.state)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        kind = event.kind
+        self.event_signal.publish(event)
+        if kind in ("incident_opened", "incident_resolved", "incident_acknowledged", "engine_started") or kind.startswith("plan_"):
+            self._counts.poke()
+        if kind == "incident_opened":
+            severity = "error" if "critical" in str(event.data.get("severity", "")) else "warning"
+            self.notify(event.message, title=f"Incident #{event.data.get('incident')}", severity=severity, timeout=8)
+        elif kind == "crashed":
+            self.notify(event.message, title="Crashed", severity="warning", timeout=6)
+        elif kind == "spawn_failed":
+            self.notify(event.message, title="Could not start", severity="error", timeout=8)
+        elif kind == "plan_proposed" and isinstance(event.data.get("plan"), int) and self.supports("plan"):
+            self.run_worker(self._announce(event.data["plan"]), group="plan-announce", exit_on_error=False)
+        elif kind == "plan_failed":
+            self.notify(event.message, title="A fix failed", severity="error", timeout=10)
+
+    def on_plan_loaded(self, message: PlanLoaded) -> None:
+        plan = message.plan
+        if plan is None or plan.get("status") != "pending":
+            return
+        actions = action_summary(list(plan.get("actions") or []), plan.get("service"))
+        self.notify(
+            f"{actions or plan.get('pattern')} on {plan.get('service')} (risk {plan.get('risk')}, confidence {plan.get('confidence')}/10).\nPress 3 to review it.",
+            title=f"Plan #{plan['id']} waits for your approval",
+            severity="warning",
+            timeout=15,
+        )
+
+    def on_counts_updated(self, message: CountsUpdated) -> None:
+        state = self.state
+        state.open_incidents = message.open_incidents
+        state.by_service = message.by_service if message.open_incidents is not None else None
+        if message.approvals is not None:
+            state.approvals = message.approvals
+        state.pending_plans = message.pending_plans if message.approvals else None
+        state.heal_rate = message.heal_rate
+        self.state_signal.publish(state)
 
     def on_action_finished(self, message: ActionFinished) -> None:
         if message.error:
             self.notify(f"{message.action} {message.service} failed: {message.error}", severity="error", timeout=8)
+            return
+        if message.action == "scan":
+            self.notify("scan done", timeout=3)
+            return
+        result = message.result or {}
+        health = "healthy" if result.get("healthy") else "not healthy yet"
+        done = {"restart": "restarted", "stop": "stopped", "start": "started"}[message.action]
+        pid = f": pid {result.get('pid')}, {health}" if message.action != "stop" else ""
+        self.notify(f"{message.service} {done}{pid}")
+
+    def on_chat_answered(self, message: ChatAnswered) -> None:
+        turn = next((t for t in self.chat_turns if t.n == message.turn), None)
+        if turn is None:
+            return
+        turn.pending = False
+        if message.unavailable:
+            turn.error = "The dispatcher is not available in this build: the engine has no ask()."
+            self.state.chat = False
+            self.state_signal.publish(self.state)
+        elif message.error:
+            turn.error = message.error
         else:
-            result = message.result or {}
-            health = "healthy" if result.get("healthy") else "not healthy yet"
-            self.notify(f"{message.service} {message.action}ed: pid {result.get('pid')}, {health}")
+            turn.reply = message.reply
+        self.chat_signal.publish(turn)
+
+    # --- operator actions ----------------------------------------------------------------------------
 
     def request_action(self, action: str, service: str) -> None:
-        self.notify(f"{action} {service}…", timeout=3)
-        self.run_worker(self._act(action, service), group=f"action-{service}", exit_on_error=False)
+        self.notify(f"{action} {service}…" if service else f"{action}…", timeout=3)
+        self.run_worker(self._act(action, service), group=f"action-{service or action}", exit_on_error=False)
+
+    def confirm_action(self, action: str, service: str) -> None:
+        """Ask first ("No" focused), then restart, stop or start ``service``."""
+        status = self.snapshot.service(service) if self.snapshot else None
+        if status is not None and not status.managed:
+            self.notify(f"{service} is monitor-only (managed = false): Aurora does not start, stop or signal it.", severity="warning")
+            return
+        dependants = [s.name for s in (self.snapshot.services if self.snapshot else []) if service in s.depends_on]
+        also = f" {', '.join(dependants)} depend{'s' if len(dependants) == 1 else ''} on it." if dependants else ""
+        questions = {
+            "restart": (f"Restart {service}?", f"It is stopped (SIGTERM, then SIGKILL after its stop timeout) and started again.{also}"),
+            "stop": (f"Stop {service}?", f"Its process group gets SIGTERM (SIGKILL after the stop timeout) and it stays down until you start it.{also}"),
+            "start": (f"Start {service}?", "It is started now and watched through its start grace."),
+        }
+        question, detail = questions[action]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.request_action(action, service)
+
+        self.push_screen(ConfirmScreen(question, detail), answered)
+
+    def toggle_service(self, service: str) -> None:
+        """`s`: stop a service that runs, start one that does not."""
+        status = self.snapshot.service(service) if self.snapshot else None
+        if status is None:
+            return
+        running = status.state in ("running", "starting", "backoff") and status.managed
+        self.confirm_action("stop" if running else "start", service)
+
+    def ask(self, text: str) -> None:
+        turn = ChatTurn(len(self.chat_turns) + 1, text)
+        self.chat_turns.append(turn)
+        self.chat_inputs.append(text)
+        del self.chat_inputs[:-200]
+        self.chat_signal.publish(turn)
+        if not self.chat_available():
+            self.post_message(ChatAnswered(turn.n, None, unavailable=True))
+            return
+        self.run_worker(self._ask(turn.n, text), group="chat", exit_on_error=False)
+
+    # --- navigation ----------------------------------------------------------------------------------
+
+    def action_show_mode(self, mode: str) -> None:
+        if mode == self.current_mode:
+            self._to_base()  # the screen's own key again: back to its list
+            return
+        self._mode_history.append(self.current_mode)
+        del self._mode_history[:-20]
+        self.switch_mode(mode)
+
+    def _to_base(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            self.pop_screen()
+
+    def action_previous_mode(self) -> None:
+        if self._mode_history:
+            self.switch_mode(self._mode_history.pop())
+
+    def action_toggle_chat(self) -> None:
+        self.chat_docked = not self.chat_docked
+        screen = self.screen
+        if hasattr(screen, "sync_chat"):
+            screen.sync_chat(focus=True)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def open_service(self, service: str) -> None:
+        self.action_show_mode("services")
+        self._to_base()
+        base = self.screen_stack[0]
+        if isinstance(base, ServicesScreen):
+            base.open_details(service)
+
+    def open_incident(self, incident_id: int) -> None:
+        self.action_show_mode("incidents")
+        self._to_base()
+        self.push_screen(IncidentDetailScreen(int(incident_id)))
+
+    def open_plan(self, plan_id: int) -> None:
+        self.action_show_mode("approvals")
+        self._to_base()
+        self.push_screen(PlanDetailScreen(int(plan_id)))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_chat" and isinstance(self.screen, (ChatScreen, HelpScreen)):
+            return False
+        if isinstance(self.screen, ModalScreen) and action in ("show_mode", "toggle_chat", "help", "request_quit"):
+            return False
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                yield SystemCommand("Quit", "Quit Aurora (asks first)", self.action_request_quit)
+            else:
+                yield command
 
     def action_request_quit(self) -> None:
-        count = len(self.snapshot.services) if self.snapshot else self.service_count
-        detail = f"This console runs its own engine: the {count} services it supervises are stopped too."
+        snapshot = self.snapshot
+        count = len(snapshot.services) if snapshot else self.service_count
+        if self.engine_mode == "attached":
+            pid = snapshot.engine_pid if snapshot else "?"
+            detail = f"You are attached: the engine (pid {pid}) and its {count} services keep running."
+        else:
+            detail = f"This console runs its own engine: quitting stops the {count} services it supervises."
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.exit()
 
         self.push_screen(ConfirmScreen("Quit Aurora?", detail), answered)
+
+
+def _exit_on_signals(app: AuroraApp) -> None:
+    loop = asyncio.get_running_loop()
+    # SIGHUP: the terminal is gone (an SSH session dropped). Exit rather than spin on a dead tty.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, app.exit)
 
 
 def run_console(config: Config) -> int:
@@ -108,11 +484,32 @@ def run_console(config: Config) -> int:
             print(f"aurora: {exc}", file=sys.stderr)
             return 1
         app = AuroraApp(engine, service_count=len(config.services))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, app.exit)
+        _exit_on_signals(app)
         try:
             engine.launch()
+            await app.run_async()
+        finally:
+            await engine.close()
+        return 0
+
+    return asyncio.run(main())
+
+
+def run_attached(db: Path) -> int:
+    """The console on an engine that runs elsewhere (``aurora run --headless``). Quitting leaves it running."""
+    from .core.control import NoEngine
+    from .core.remote import RemoteEngine
+
+    async def main() -> int:
+        engine = RemoteEngine(db)
+        try:
+            await engine.open()
+        except NoEngine as exc:
+            print(f"aurora: {exc}", file=sys.stderr)
+            return 1
+        app = AuroraApp(engine, engine_mode="attached")
+        _exit_on_signals(app)
+        try:
             await app.run_async()
         finally:
             await engine.close()

@@ -158,8 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     learning.add_argument("--export", type=Path, metavar="FILE", help="write it to FILE as JSON")
     learning.add_argument("--import", dest="import_file", type=Path, metavar="FILE", help="load beliefs from FILE")
 
+    route = sub.add_parser("route", help="route a message as the dispatcher would, without acting (no engine needed)")
+    route.add_argument("message", nargs="?", help="the message (default: one per line from stdin)")
+    route.add_argument("--config", type=Path, help="take the service names from this config (default: the demo fleet)")
+    route.add_argument("--json", action="store_true", help="one JSON object per message")
+
+    catalogue = sub.add_parser("catalogue", help="the dispatcher's programs, tiers and modules")
+    catalogue.add_argument("--json", action="store_true", help="the full catalogue as JSON")
+
     bench = sub.add_parser("bench", help="run the benchmarks")
-    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos"])
+    bench.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos", "console", "route"])
     bench.add_argument("--trials", type=int, help="trials per case (chaos, recovery)")
     bench.add_argument("--json", action="store_true")
     return parser
@@ -200,6 +208,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo-config":
         sys.stdout.write(demo_config_text(args.port_offset))
         return 0
+    if command == "route":
+        return _route(args)
+    if command == "catalogue":
+        return _catalogue(args.json)
     if command == "bench":
         from .bench import run_benchmark
 
@@ -395,6 +407,44 @@ def _learning(db: Path, args: argparse.Namespace) -> int:
     for r in rows:
         flag = "  (no longer proposed on its own)" if r["refused"] else ""
         print(f"{r['pattern']:<24} {r['fix']:<22} {r['mean']:>6.0%} {r['successes']:>4} {r['failures']:>4} {r['rejections']:>4}{flag}")
+    return 0
+
+
+ROUTE_FIELDS = ("type", "confidence", "program", "tiers", "modules", "action", "target", "refusal", "did_you_mean", "why")
+
+
+def _route(args: argparse.Namespace) -> int:
+    from .core.dispatch.router import route, warm
+
+    config = load_config(args.config) if args.config else demo_config()
+    services = [s.name for s in config.services]
+    warm()
+    messages = [args.message] if args.message is not None else (line.rstrip("\r\n") for line in sys.stdin)
+    for message in messages:
+        r = route(message, services)
+        if args.json:
+            print(json.dumps({k: getattr(r, k) for k in ROUTE_FIELDS}), flush=True)
+            continue
+        program = f"#{r.program['id']} {r.program['name']}" if r.program else "no program"
+        command = f" · {r.action}" + (f" {r.target}" if r.target else "") if r.action else ""
+        refusal = f" · refused: {r.refusal}" if r.refusal else ""
+        tiers = ", ".join(str(t["id"]) for t in r.tiers) or "-"
+        print(f"{r.type} {r.confidence:.0%} · {program} · tiers {tiers}{command}{refusal}", flush=True)
+    return 0
+
+
+def _catalogue(as_json: bool) -> int:
+    from .core.catalogue import Catalogue
+
+    cat = Catalogue.load()
+    if as_json:
+        print(json.dumps(cat.as_json(), indent=2))
+        return 0
+    counts = cat.counts()
+    print(f"{counts['programs']} programs ({counts['live_programs']} live) in {len({p.group for p in cat.programs})} groups")
+    print(f"{counts['tiers']} tiers ({counts['foundation_tiers']} foundation, {counts['grandmaster_tiers']} grandmaster)")
+    print(f"{counts['modules']} modules: " + ", ".join(f"{k} {v}" for k, v in counts["module_categories"].items()))
+    print(f"{counts['patterns']} issue patterns")
     return 0
 
 

@@ -20,12 +20,123 @@ class EngineEvent(Message):
         self.event = event
 
 
+class EngineConnection(Message):
+    """The engine stopped answering (``error`` says why) or answers again (``error`` is None)."""
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__()
+        self.error = error
+
+
 class ActionFinished(Message):
-    """An operator action (restart, stop, start) came back from the engine."""
+    """An operator action (restart, stop, start, scan) came back from the engine."""
 
     def __init__(self, action: str, service: str, result: dict[str, Any] | None, error: str | None) -> None:
         super().__init__()
         self.action = action
         self.service = service
         self.result = result
+        self.error = error
+
+
+class CountsUpdated(Message):
+    """Open incidents (total and per service) and pending plans; None where the engine has no numbers."""
+
+    def __init__(
+        self, open_incidents: int | None, by_service: dict[str, int], pending_plans: int | None, approvals: bool | None,
+        heal_rate: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.heal_rate = heal_rate
+        self.open_incidents = open_incidents
+        self.by_service = by_service
+        self.pending_plans = pending_plans
+        self.approvals = approvals
+
+
+class IncidentsLoaded(Message):
+    """A page of incidents. ``replace``: the first page of a new query; otherwise rows to merge or append."""
+
+    def __init__(self, query: tuple, rows: list[dict[str, Any]], *, replace: bool, append: bool, error: str | None = None) -> None:
+        super().__init__()
+        self.query = query
+        self.rows = rows
+        self.replace = replace
+        self.append = append
+        self.error = error
+
+
+class IncidentLoaded(Message):
+    """One incident with its timeline (or the reason it could not be read)."""
+
+    def __init__(self, incident_id: int, incident: dict[str, Any] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.incident_id = incident_id
+        self.incident = incident
+        self.error = error
+
+
+class IncidentAcknowledged(Message):
+    def __init__(self, incident_id: int, incident: dict[str, Any] | None, error: str | None) -> None:
+        super().__init__()
+        self.incident_id = incident_id
+        self.incident = incident
+        self.error = error
+
+
+class PlansLoaded(Message):
+    """Plans from the approval queue. ``unsupported`` when the engine has no queue yet."""
+
+    def __init__(self, query: tuple, plans: list[dict[str, Any]], *, replace: bool, error: str | None = None, unsupported: bool = False) -> None:
+        super().__init__()
+        self.query = query
+        self.plans = plans
+        self.replace = replace
+        self.error = error
+        self.unsupported = unsupported
+
+
+class PlanLoaded(Message):
+    def __init__(self, plan_id: int, plan: dict[str, Any] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.plan_id = plan_id
+        self.plan = plan
+        self.error = error
+
+
+class PlanDecided(Message):
+    """approve / reject / grade came back from the engine."""
+
+    def __init__(self, decision: str, plan_id: int, plan: dict[str, Any] | None, error: str | None) -> None:
+        super().__init__()
+        self.decision = decision
+        self.plan_id = plan_id
+        self.plan = plan
+        self.error = error
+
+
+class ChatAnswered(Message):
+    """The dispatcher's reply to one message; ``unavailable`` when the engine has no dispatcher."""
+
+    def __init__(self, turn: int, reply: dict[str, Any] | None, error: str | None = None, unavailable: bool = False) -> None:
+        super().__init__()
+        self.turn = turn
+        self.reply = reply
+        self.error = error
+        self.unavailable = unavailable
+
+
+class LogsLoaded(Message):
+    def __init__(self, service: str, lines: list[str] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.lines = lines
+        self.error = error
+
+
+class ServiceIncidentsLoaded(Message):
+    def __init__(self, service: str, rows: list[dict[str, Any]], error: str | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.rows = rows
         self.error = error

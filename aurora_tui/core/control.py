@@ -82,6 +82,8 @@ class ControlServer:
             "learning": engine.learning,
             "import_learning": engine.import_learning,
             "heal_stats": engine.heal_stats,
+            "ask": engine.ask,
+            "confirm": engine.confirm,
         }
 
     async def start(self) -> None:

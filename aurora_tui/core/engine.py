@@ -89,6 +89,8 @@ class Engine:
         self._throttled: dict[str, float] = {}
         self.healer: Healer | None = None
         self._resume: list[int] = []
+        self._dispatcher: Any = None
+        self._dispatcher_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._scan_task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
@@ -140,6 +142,7 @@ class Engine:
         return task
 
     async def _run(self) -> None:
+        self._spawn_background(self._chat())  # warm the dispatcher while the fleet starts
         await self.start_fleet()
         assert self.healer is not None
         for plan_id in self._resume:
@@ -262,6 +265,29 @@ class Engine:
     async def import_learning(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         assert self.healer is not None
         return {"imported": await self.healer.learning.import_(entries)}
+
+    # --- the dispatcher (chat) ----------------------------------------------------------------------
+
+    async def _chat(self) -> Any:
+        # One dispatcher per engine, even when the warm-up and a first question race: it holds the
+        # pending confirmations.
+        async with self._dispatcher_lock:
+            if self._dispatcher is None:
+                from .dispatch.detector import ConversationDetector
+                from .dispatch.dispatcher import Dispatcher
+
+                # Training the detector takes a fraction of a second: off the event loop.
+                await asyncio.to_thread(ConversationDetector.default)
+                self._dispatcher = Dispatcher(self)
+        return self._dispatcher
+
+    async def ask(self, message: str, session: str = "default") -> dict[str, Any]:
+        """A chat message to the dispatcher. Anything that would change the fleet comes back as a
+        question to confirm, and then goes through the guardians like any other action."""
+        return await (await self._chat()).ask(message, session=session)
+
+    async def confirm(self, token: str) -> dict[str, Any]:
+        return await (await self._chat()).confirm(token)
 
     async def heal_stats(self) -> dict[str, Any]:
         """Outcomes of automatic plans: the console's auto-heal rate."""

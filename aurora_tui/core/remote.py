@@ -171,6 +171,10 @@ class RemoteEngine:
     async def ask(self, message: str) -> dict[str, Any]:
         return await self._act("ask", message=message)
 
+    async def confirm(self, token: str) -> dict[str, Any]:
+        """Carry out what the dispatcher asked to confirm (the ``token`` of a reply's ``confirm``)."""
+        return await self._act("confirm", token=token)
+
     # --- events --------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager

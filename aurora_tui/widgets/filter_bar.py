@@ -1,0 +1,64 @@
+"""The `/` filter: a one-line input above a list. Typing filters as you go, enter keeps the filter and
+returns to the list, escape clears it."""
+from __future__ import annotations
+
+from textual import events
+from textual.message import Message
+from textual.widgets import Input
+
+
+class FilterBar(Input):
+    DEFAULT_CSS = """
+    FilterBar {
+        display: none;
+        height: 1;
+        border: none;
+        padding: 0 1;
+        margin: 0;
+    }
+    FilterBar.-open {
+        display: block;
+    }
+    """
+
+    class FilterChanged(Message):
+        def __init__(self, value: str) -> None:
+            super().__init__()
+            self.value = value
+
+    class Done(Message):
+        """Enter: the operator is done typing; the filter stays."""
+
+    def __init__(self, placeholder: str = "filter…", **kwargs) -> None:
+        super().__init__(placeholder=placeholder, **kwargs)
+
+    def on_mount(self) -> None:
+        if not getattr(self.app, "blink", True):
+            self.cursor_blink = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.has_class("-open")
+
+    def open(self) -> None:
+        self.add_class("-open")
+        self.focus()
+
+    def close(self) -> None:
+        self.remove_class("-open")
+        if self.value:
+            self.value = ""
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.post_message(self.FilterChanged(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not self.value:
+            self.remove_class("-open")
+        self.post_message(self.Done())
+
+    def on_blur(self, event: events.Blur) -> None:
+        if not self.value:
+            self.remove_class("-open")
