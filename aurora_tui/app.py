@@ -9,6 +9,7 @@ state and publish it on signals the screens subscribe to.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -24,7 +25,16 @@ from textual.signal import Signal
 
 from .core.config import Config
 from .core.model import Event, FleetSnapshot
-from .messages import ActionFinished, ChatAnswered, CountsUpdated, EngineConnection, EngineEvent, FleetUpdated, PlanLoaded
+from .messages import (
+    ActionFinished,
+    CatalogueLoaded,
+    ChatAnswered,
+    CountsUpdated,
+    EngineConnection,
+    EngineEvent,
+    FleetUpdated,
+    PlanLoaded,
+)
 from .screens.approvals import ApprovalsScreen
 from .screens.base import Coalesced
 from .screens.chat import ChatScreen
@@ -46,6 +56,8 @@ MIN_GAP = 0.1
 RETRY_EVERY = 2.0
 # Open incidents are one per (service, pattern), so this bounds the count query generously.
 COUNT_LIMIT = 2000
+# Seconds after start-up at which the catalogue is read (in a thread), unless the explorer wants it first.
+CATALOGUE_AFTER = 1.0
 
 SCREENS = Binding.Group("Screens", compact=True)
 MODE_LABELS = {"services": "Services", "incidents": "Incidents", "approvals": "Approvals", "chat": "Chat", "explorer": "Explorer"}
@@ -62,6 +74,10 @@ class ConsoleState:
     approvals: bool | None = None  # None: not known yet; False: this engine has no approval queue
     chat: bool | None = None  # False once the engine said it has no dispatcher
     heal_rate: float | None = None
+    # The dispatcher's usage counts ("program:62" -> 3) and active modules, as of its latest answer
+    # (None until it has answered once). A new answer brings new objects, so screens compare by identity.
+    usage: dict[str, int] | None = None
+    active_modules: list[str] | None = None
 
 
 @dataclass
@@ -71,6 +87,8 @@ class ChatTurn:
     reply: dict[str, Any] | None = None
     error: str | None = None
     pending: bool = True
+    # The operator's answer to the reply's confirmation question: "yes", "no", or None (not answered).
+    answer: str | None = None
 
 
 def supports(engine: Any, method: str) -> bool:
@@ -133,6 +151,9 @@ class AuroraApp(App[None]):
         self._mode_history: list[str] = []
         self._dirty = asyncio.Event()
         self._counts = Coalesced(self, "engine-counts", self._load_counts)
+        # The packaged catalogue the explorer shows; read in a thread (see load_catalogue).
+        self.catalogue: Any = None
+        self._catalogue_loading = False
 
     # --- convenience for screens ---------------------------------------------------------------------
 
@@ -152,6 +173,8 @@ class AuroraApp(App[None]):
         self.run_worker(self._follow_events(), group="engine-events", exit_on_error=False)
         self.run_worker(self._poll_snapshot(), group="engine-snapshot", exit_on_error=False)
         self._counts.poke()
+        # Read the catalogue soon, but after the first frames (the explorer asks at once if it is first).
+        self.set_timer(CATALOGUE_AFTER, self.load_catalogue)
 
     # --- workers: they post messages, never touch widgets ---------------------------------------------
 
@@ -258,6 +281,31 @@ class AuroraApp(App[None]):
         else:
             self.post_message(ChatAnswered(turn, reply if isinstance(reply, dict) else {"reply": str(reply)}))
 
+    async def _confirm(self, turn: int, token: str) -> None:
+        """The operator said yes: the dispatcher carries out what it asked about (by its token)."""
+        try:
+            try:
+                if not self.supports("confirm"):
+                    raise NotImplementedError("confirm")
+                reply = await self.engine.confirm(token)
+            except NotImplementedError:  # an engine older than confirm(): the dispatcher's own "yes"
+                reply = await self.engine.ask("yes")
+        except Exception as exc:
+            self.post_message(ChatAnswered(turn, None, error=f"the confirmation failed: {exc}"))
+        else:
+            self.post_message(ChatAnswered(turn, reply if isinstance(reply, dict) else {"reply": str(reply)}))
+
+    def _read_catalogue(self) -> None:
+        """Thread worker: parse the packaged catalogue (a tenth of a second, cold) off the event loop."""
+        from .core.catalogue import Catalogue
+
+        try:
+            catalogue = Catalogue.load()
+        except Exception as exc:
+            self.post_message(CatalogueLoaded(None, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(CatalogueLoaded(catalogue))
+
     # --- handlers ------------------------------------------------------------------------------------
 
     def on_fleet_updated(self, message: FleetUpdated) -> None:
@@ -343,6 +391,34 @@ class AuroraApp(App[None]):
         else:
             turn.reply = message.reply
         self.chat_signal.publish(turn)
+        reply = turn.reply
+        if reply is None:
+            return
+        usage, active = reply.get("usage"), reply.get("active_modules")
+        if isinstance(usage, dict) or isinstance(active, list):
+            if isinstance(usage, dict):
+                self.state.usage = {str(k): int(v) for k, v in usage.items() if isinstance(v, (int, float))}
+            if isinstance(active, list):
+                self.state.active_modules = [str(m) for m in active]
+            self.state_signal.publish(self.state)
+        confirm = reply.get("confirm")
+        if isinstance(confirm, dict) and confirm.get("token") and turn.answer is None:
+            self._ask_to_confirm(turn, str(confirm["token"]), str(confirm.get("question") or "Go ahead?"))
+
+    def on_catalogue_loaded(self, message: CatalogueLoaded) -> None:
+        self._catalogue_loading = False
+        if message.catalogue is None:
+            self.notify(f"The catalogue could not be read: {message.error}", severity="error", timeout=10)
+            return
+        self.catalogue = message.catalogue
+        self.state_signal.publish(self.state)
+
+    def load_catalogue(self) -> None:
+        """Read the catalogue in a thread worker, once; CatalogueLoaded brings it."""
+        if self.catalogue is not None or self._catalogue_loading:
+            return
+        self._catalogue_loading = True
+        self.run_worker(self._read_catalogue, thread=True, group="catalogue", exit_on_error=False)
 
     # --- operator actions ----------------------------------------------------------------------------
 
@@ -379,16 +455,39 @@ class AuroraApp(App[None]):
         running = status.state in ("running", "starting", "backoff") and status.managed
         self.confirm_action("stop" if running else "start", service)
 
-    def ask(self, text: str) -> None:
-        turn = ChatTurn(len(self.chat_turns) + 1, text)
-        self.chat_turns.append(turn)
-        self.chat_inputs.append(text)
-        del self.chat_inputs[:-200]
-        self.chat_signal.publish(turn)
+    def ask(self, text: str, *, shown: str | None = None, remember: bool = True) -> None:
+        """Send ``text`` to the dispatcher; the transcript shows ``shown`` (default: the text itself).
+        ``remember``: keep it in the input's history (what the operator typed)."""
+        turn = self._new_turn(shown or text)
+        if remember:
+            self.chat_inputs.append(text)
+            del self.chat_inputs[:-200]
         if not self.chat_available():
             self.post_message(ChatAnswered(turn.n, None, unavailable=True))
             return
         self.run_worker(self._ask(turn.n, text), group="chat", exit_on_error=False)
+
+    def _new_turn(self, question: str) -> ChatTurn:
+        turn = ChatTurn(len(self.chat_turns) + 1, question)
+        self.chat_turns.append(turn)
+        self.chat_signal.publish(turn)
+        return turn
+
+    def _ask_to_confirm(self, turn: ChatTurn, token: str, question: str) -> None:
+        """The dispatcher wants a yes before it changes the fleet: ask ("No" focused). Yes carries it
+        out by its token; no tells the dispatcher, so it drops what was waiting."""
+        detail = confirm_detail(str((turn.reply or {}).get("reply") or ""), question)
+
+        def answered(yes: bool | None) -> None:
+            turn.answer = "yes" if yes else "no"
+            self.chat_signal.publish(turn)
+            if yes:
+                confirmed = self._new_turn(f"yes: {question}")
+                self.run_worker(self._confirm(confirmed.n, token), group="chat", exit_on_error=False)
+            else:
+                self.ask("no", shown=f"no: {question}", remember=False)
+
+        self.push_screen(ConfirmScreen(question, detail), answered)
 
     # --- navigation ----------------------------------------------------------------------------------
 
@@ -463,6 +562,17 @@ class AuroraApp(App[None]):
                 self.exit()
 
         self.push_screen(ConfirmScreen("Quit Aurora?", detail), answered)
+
+
+def confirm_detail(reply: str, question: str) -> str:
+    """What the dispatcher said will happen, as plain text: the rest of the line that asks ``question``."""
+    for line in reply.splitlines():
+        plain = re.sub(r"\\(.)", r"\1", line.replace("**", "").replace("`", "")).strip()
+        if plain.startswith(question):
+            rest = plain[len(question):].strip()
+            if rest:
+                return rest
+    return "The dispatcher asks before it changes anything."
 
 
 def _exit_on_signals(app: AuroraApp) -> None:

@@ -140,3 +140,22 @@ class ServiceIncidentsLoaded(Message):
         self.service = service
         self.rows = rows
         self.error = error
+
+
+class CatalogueLoaded(Message):
+    """The packaged catalogue (programs, tiers, modules, patterns) was read, off the event loop."""
+
+    def __init__(self, catalogue: Any, error: str | None = None) -> None:
+        super().__init__()
+        self.catalogue = catalogue
+        self.error = error
+
+
+class ExplorerSearched(Message):
+    """The explorer's fuzzy search for ``query`` came back: ``hits`` as (kind, id) pairs, best first."""
+
+    def __init__(self, query: str, hits: list[tuple[str, str]], error: str | None = None) -> None:
+        super().__init__()
+        self.query = query
+        self.hits = hits
+        self.error = error

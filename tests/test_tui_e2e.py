@@ -123,7 +123,9 @@ def test_the_console_in_a_terminal_sees_a_crash_heal_and_quits_cleanly(terminal:
     terminal.wait_for(lambda s: "Quit Aurora?" in s and "quitting stops the 4" in s, what="the quit question")
     terminal.keys("y")
     wait_until(lambda: terminal.pane("pane_dead") == "1", timeout=30, what="the console to exit")
-    assert terminal.pane("pane_dead_status") == "0"
+    # tmux records the exit status a moment after it marks the pane dead.
+    exit_status = wait_until(lambda: terminal.pane("pane_dead_status"), timeout=5, what="the exit status")
+    assert exit_status == "0"
     # Its own engine stopped the whole fleet on the way out.
     assert all(gone(pid) for pid in [*before.values(), new_pid])
 

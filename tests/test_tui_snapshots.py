@@ -179,12 +179,25 @@ class FakeApprovals:
     reject = grade = approve
 
 
+# What the fake dispatcher reports with every answer: fixed usage counts and active modules (those of
+# program 61, Error Detection, in the order the registry resolves them).
+ACTIVE_MODULES = [
+    "python.core", "psutil.process", "aurora.process-scan", "health.http-checks", "aurora.health-probes", "math.ewma",
+    "aurora.issue-detection", "posix.pidfd", "posix.signals", "posix.process-groups", "python.asyncio",
+    "aurora.supervise", "aurora.exit-watch", "math.statistics", "math.anomaly-zscore", "systemd.units",
+    "journald.logging", "prometheus.scraping", "prometheus.promql", "prometheus.alertmanager",
+]
+USAGE = {"program:61": 3, "program:62": 1, "tier:183": 3, "tier:2": 3, "tier:186": 3, "tier:5": 1} | {f"module:{m}": 3 for m in ACTIVE_MODULES}
+
+
 class FakeChat:
     async def ask(self, message: str) -> dict[str, Any]:
         return {
             "reply": "**learning_api** is in a crash loop: it exits within a second of starting.\n\n"
                      "- the log says `ImportError: No module named 'numpy'`\n- plan #3 waits for your approval",
-            "type": "diagnosis", "confidence": 0.86, "program": {"id": 44, "name": "Incident triage"},
+            "type": "debugging", "confidence": 0.86, "score": 9, "program": {"id": 61, "name": "Error Detection"},
+            "tiers": [{"id": 183, "name": "Automatic Error Detection"}], "modules": list(ACTIVE_MODULES), "action": None,
+            "target": None, "confirm": None, "usage": dict(USAGE), "active_modules": list(ACTIVE_MODULES),
         }
 
 
@@ -281,9 +294,20 @@ def test_chat_without_a_dispatcher(snap_compare):
     assert snap_compare(app(chat=False), terminal_size=SIZES["80x24"], press=["4"], run_before=settle)
 
 
+async def catalogue_ready(pilot) -> None:
+    """The explorer's catalogue is read in a thread: wait for it, so the picture never shows it loading."""
+    await settle(pilot)
+    pilot.app.load_catalogue()
+    for _ in range(200):
+        if pilot.app.catalogue is not None:
+            break
+        await pilot.pause(0.05)
+    await settle(pilot)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_explorer(snap_compare, size):
-    assert snap_compare(app(), terminal_size=SIZES[size], press=["5", "down", "down"], run_before=settle)
+    assert snap_compare(app(), terminal_size=SIZES[size], press=["5", "down", "down"], run_before=catalogue_ready)
 
 
 @pytest.mark.parametrize("size", SIZES)

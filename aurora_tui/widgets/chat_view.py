@@ -24,19 +24,55 @@ UNAVAILABLE = (
 )
 
 
+def score_of(reply: dict[str, Any]) -> int | None:
+    """The 1-10 score: the reply's own, or derived from its 0-1 confidence the way the dispatcher does."""
+    score = reply.get("score")
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        return int(score)
+    confidence = reply.get("confidence")
+    if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and 0 <= confidence <= 1:
+        return int(round(1 + 9 * confidence))
+    return None
+
+
 def caption(reply: dict[str, Any]) -> Text:
+    """type · confidence 9/10 (95%) · program #62 Automatic Repair"""
     kind = reply.get("type") or "?"
     confidence = reply.get("confidence")
     program = reply.get("program")
     text = Text(no_wrap=False)
-    text.append(f"{kind}", style="bold cyan")
-    if isinstance(confidence, (int, float)):
-        shown = f"{confidence:.0%}" if confidence <= 1 else f"{confidence:g}/10"
-        text.append(f" · confidence {shown}", style="dim")
-    if program:
+    text.append(f"{kind}".replace("_", " "), style="bold cyan")
+    score = score_of(reply)
+    if score is not None or isinstance(confidence, (int, float)):
+        text.append(" · confidence ", style="dim")
+        if score is not None:
+            text.append(f"{score}/10", style="bold")
+        if isinstance(confidence, (int, float)) and 0 <= confidence <= 1:
+            text.append(f" ({confidence:.0%})" if score is not None else f"{confidence:.0%}", style="dim")
+    if isinstance(program, dict):
         text.append(f" · program #{program.get('id')} {program.get('name')}", style="magenta")
     else:
         text.append(" · no program", style="dim")
+    return text
+
+
+def confirmation(turn: "ChatTurn") -> Text | None:
+    """The line under a reply that asked for a yes: waiting, or what the operator answered."""
+    confirm = (turn.reply or {}).get("confirm")
+    if not isinstance(confirm, dict):
+        return None
+    question = str(confirm.get("question") or "Go ahead?")
+    text = Text(no_wrap=False)
+    if turn.answer is None:
+        text.append("⚠ ", style="bold")
+        text.append(question, style="bold")
+        text.append(" waiting for your answer (y / n)", style="italic")
+    elif turn.answer == "yes":
+        text.append("✓ ", style="bold")
+        text.append(f"{question} you said yes", style="dim")
+    else:
+        text.append("✗ ", style="bold")
+        text.append(f"{question} you said no", style="dim")
     return text
 
 
@@ -46,6 +82,7 @@ class ChatTurnView(Vertical):
     ChatTurnView > .chat-question { color: $accent; text-style: bold; }
     ChatTurnView > .chat-caption { color: $text-muted; }
     ChatTurnView > .chat-error { color: $error; }
+    ChatTurnView > .chat-confirm { color: $text-warning; }
     ChatTurnView > Markdown { margin: 0; padding: 0; }
     """
 
@@ -63,6 +100,9 @@ class ChatTurnView(Vertical):
         elif turn.reply is not None:
             yield Static(caption(turn.reply), classes="chat-caption")
             yield Markdown(str(turn.reply.get("reply") or "*(empty reply)*"))
+            asked = confirmation(turn)
+            if asked is not None:
+                yield Static(asked, classes="chat-confirm")
 
     def update_turn(self, turn: "ChatTurn") -> None:
         self.turn = turn

@@ -19,6 +19,10 @@ class FilterBar(Input):
     FilterBar.-open {
         display: block;
     }
+    /* Input's own :focus rule brings back its tall border, which hides a one-line input's text. */
+    FilterBar:focus {
+        border: none;
+    }
     """
 
     class FilterChanged(Message):

@@ -44,7 +44,7 @@ from ..modules import ModuleError, ModuleRegistry
 from ..patterns import HOST
 from . import replies
 from .commands import PATTERN_IDS, PATTERN_PHRASES, resolve_service
-from .detector import MAX_CHARS
+from .detector import MAX_CHARS, ConversationDetector
 from .router import Route, route, warm
 
 __all__ = ["CONFIRM_TTL", "Dispatcher"]
@@ -129,7 +129,7 @@ class Dispatcher:
             self._expire()
             found = next((p for p in self._pending.values() if isinstance(token, str) and secrets.compare_digest(p.token, token)), None)
             if found is None:
-                r = Route(type="question_answering", confidence=1.0, why="because a confirmation arrived.")
+                r = _answering("yes", "because a confirmation arrived.")
                 return self._result(_Answer("Nothing is waiting for that confirmation: it was done, cancelled "
                                             "or expired. Ask again.", r, footer=False))
             self._pending.pop(found.session, None)
@@ -218,14 +218,14 @@ class Dispatcher:
             self._pending.pop(session, None)
             return await self._perform(waiting)
         if _NO.match(stripped):
-            r = Route(type="general_chat", confidence=1.0, why="because the message answers a confirmation.")
+            r = _answering(stripped, "because the message answers a confirmation.")
             if waiting is not None:
                 self._pending.pop(session, None)
                 return _Answer(f"Cancelled: {replies.md_escape(waiting.question)} Nothing was changed.", r, footer=False)
             if stripped in ("n", "no", "cancel", "abort"):
                 return _Answer("There is nothing waiting for a confirmation.", r, footer=False)
         if _YES.match(stripped) and stripped in ("y", "yes", "confirm", "confirmed", "yep", "yeah", "yup", "do it", "proceed"):
-            r = Route(type="general_chat", confidence=1.0, why="because the message answers a confirmation.")
+            r = _answering(stripped, "because the message answers a confirmation.")
             return _Answer("There is nothing waiting for a confirmation (it may have expired after "
                            f"{self.ttl:g}s). Ask again.", r, footer=False)
 
@@ -561,3 +561,9 @@ def _service(snap: Any, name: Any) -> Any:
             return s
     return None
 
+
+def _answering(text: str, why: str) -> Route:
+    """A yes or no is still a message: its type and confidence come from the detector, not a fixed
+    certainty (the detector's confidence is calibrated and never saturates)."""
+    detection = ConversationDetector.default().detect(text)
+    return Route(type=detection.type, confidence=detection.confidence, why=why)
