@@ -29,17 +29,13 @@ from aurora_tui.widgets.services_table import ServicesTable
 
 from .fleet import demo_fleet
 from .helpers import async_wait_until
+from .live import running
 
 
 @pytest.fixture
 async def engine(tmp_path):
-    engine = Engine(demo_fleet(tmp_path, interval=1.0))
-    await engine.open()
-    engine.launch()
-    try:
+    async with running(demo_fleet(tmp_path, interval=1.0), healthy=False) as engine:
         yield engine
-    finally:
-        await engine.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aurora_tui.core.dispatch import detector as det_mod
+from aurora_tui.bench.route import macro_f1
 from aurora_tui.core.dispatch.baseline import KeywordBaseline
 from aurora_tui.core.dispatch.commands import (
     ACTIONS,
@@ -52,18 +53,6 @@ def detector() -> ConversationDetector:
 @pytest.fixture(scope="module")
 def test_predictions(detector):
     return [(r, detector.detect(r["text"])) for r in TEST]
-
-
-def macro_f1(gold: list[str], pred: list[str]) -> float:
-    scores = []
-    for t in CONVERSATION_TYPES:
-        tp = sum(g == t and p == t for g, p in zip(gold, pred))
-        fp = sum(g != t and p == t for g, p in zip(gold, pred))
-        fn = sum(g == t and p != t for g, p in zip(gold, pred))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    return sum(scores) / len(scores)
 
 
 def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = 10) -> float:

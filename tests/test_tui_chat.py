@@ -20,17 +20,13 @@ from aurora_tui.widgets.chat_view import ChatTurnView, ChatView, caption
 
 from .fleet import demo_fleet
 from .helpers import async_wait_until
+from .live import running
 
 
 @pytest.fixture
 async def engine(tmp_path):
-    engine = Engine(demo_fleet(tmp_path, interval=0.5))
-    await engine.open()
-    engine.launch()
-    try:
+    async with running(demo_fleet(tmp_path, interval=0.5), healthy=False) as engine:
         yield engine
-    finally:
-        await engine.close()
 
 
 async def fleet_healthy(engine: Engine) -> None:

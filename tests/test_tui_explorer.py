@@ -23,19 +23,15 @@ from aurora_tui.widgets.chat_view import ChatView
 
 from .fleet import demo_fleet
 from .helpers import async_wait_until
+from .live import running
 from .test_tui_chat import answered, fleet_healthy, rendered, turn_view
 from .test_tui_snapshots import SIZES, app as fake_app, catalogue_ready, frozen_world, settle  # noqa: F401 (fixture)
 
 
 @pytest.fixture
 async def engine(tmp_path):
-    engine = Engine(demo_fleet(tmp_path, interval=1.0))
-    await engine.open()
-    engine.launch()
-    try:
+    async with running(demo_fleet(tmp_path, interval=1.0), healthy=False) as engine:
         yield engine
-    finally:
-        await engine.close()
 
 
 def detail(screen: ExplorerScreen) -> str:

@@ -40,6 +40,7 @@ import psutil
 
 from ..core.config import demo_config_text
 from ..core.store import Store
+from .fleetkit import free_offset
 
 SERVICES = ("aurora_ui", "bridge_api", "learning_api", "file_server")
 KEYS = {"down": "\x1b[B", "pagedown": "\x1b[6~", "end": "\x1b[F", "2": "2", "o": "o", "q": "q", "y": "y", "1": "1"}
@@ -210,27 +211,11 @@ class PtyConsole:
         return self.proc.returncode
 
 
-def _free_offset() -> int:
-    import socket
-
-    for _ in range(200):
-        offset = random.randrange(20000, 50000, 7)
-        ok = True
-        for port in (5000, 5001, 5002, 8080):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + offset))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return offset
-    raise RuntimeError("no free port offset")
 
 
 def _fleet(tmp: Path, interval: float) -> list[str]:
     config = tmp / "fleet.toml"
-    config.write_text(demo_config_text(_free_offset()).replace("\n[aurora]\n", f'\n[aurora]\nlog_dir = "{tmp / "logs"}"\n', 1))
+    config.write_text(demo_config_text(free_offset()).replace("\n[aurora]\n", f'\n[aurora]\nlog_dir = "{tmp / "logs"}"\n', 1))
     return ["--config", str(config), "--db", str(tmp / "aurora.db"), "--interval", str(interval)]
 
 

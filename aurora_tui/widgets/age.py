@@ -3,15 +3,12 @@ minute, then hours and minutes, then days and hours. A cell that shows an age th
 once a minute after the first minute, so an idle console redraws almost nothing."""
 from __future__ import annotations
 
+from ..core.format import duration_h
+
 
 def age_h(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+    # Between a minute and an hour the seconds are dropped; otherwise it reads as any duration.
+    return f"{s // 60}m" if 60 <= s < 3600 else duration_h(s)
