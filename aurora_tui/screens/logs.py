@@ -17,6 +17,19 @@ TAIL_LINES = 500
 REFRESH_EVERY = 1.0
 
 
+async def follow_logs(screen: AuroraScreen, service: str, every: float, lines: int = TAIL_LINES) -> None:
+    """A worker body: read the service's log tail and post it, forever. The next read is scheduled only
+    after the last one came back, so polls never overlap."""
+    while True:
+        try:
+            tail = await screen.engine.logs(service, lines)
+        except Exception as exc:
+            screen.post_message(LogsLoaded(service, None, str(exc)))
+        else:
+            screen.post_message(LogsLoaded(service, list(tail)))
+        await asyncio.sleep(every)
+
+
 class LogsScreen(AuroraScreen):
     LABEL = "LOGS"
     AUTO_FOCUS = "LogTail"
@@ -47,15 +60,7 @@ class LogsScreen(AuroraScreen):
         self.query_one(LogTail).focus()
 
     async def _follow(self) -> None:
-        # The next read is scheduled only after the last one came back: polls never overlap.
-        while True:
-            try:
-                lines = await self.engine.logs(self.service, TAIL_LINES)
-            except Exception as exc:
-                self.post_message(LogsLoaded(self.service, None, str(exc)))
-            else:
-                self.post_message(LogsLoaded(self.service, list(lines)))
-            await asyncio.sleep(REFRESH_EVERY)
+        await follow_logs(self, self.service, REFRESH_EVERY)
 
     def on_logs_loaded(self, message: LogsLoaded) -> None:
         message.stop()

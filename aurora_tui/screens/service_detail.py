@@ -2,7 +2,6 @@
 latency, its recent incidents and the tail of its output."""
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Iterable
 
 from rich.text import Text
@@ -18,6 +17,7 @@ from ..widgets.log_tail import LogTail
 from ..widgets.metrics_view import MetricsView
 from ..widgets.services_table import STATE_STYLES, ServiceHistory
 from .base import AuroraScreen, Coalesced
+from .logs import follow_logs
 
 if TYPE_CHECKING:
     from ..app import ConsoleState
@@ -103,14 +103,7 @@ class ServiceDetailScreen(AuroraScreen):
             self.post_message(ServiceIncidentsLoaded(self.service, rows))
 
     async def _follow_logs(self) -> None:
-        while True:
-            try:
-                lines = await self.engine.logs(self.service, TAIL_LINES)
-            except Exception as exc:
-                self.post_message(LogsLoaded(self.service, None, str(exc)))
-            else:
-                self.post_message(LogsLoaded(self.service, list(lines)))
-            await asyncio.sleep(LOG_REFRESH)
+        await follow_logs(self, self.service, LOG_REFRESH, TAIL_LINES)
 
     def on_service_incidents_loaded(self, message: ServiceIncidentsLoaded) -> None:
         message.stop()
