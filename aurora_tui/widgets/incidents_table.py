@@ -82,14 +82,8 @@ class IncidentsTable(ResponsiveTable):
         return (self._clock or getattr(self.app, "clock"))()
 
     def after_relayout(self) -> None:
-        self._sort()
+        self.sort_newest_first()
 
-    def _sort(self) -> None:
-        if self.row_count > 1:
-            selected = self.selected_key
-            self.sort("id", key=lambda cell: -int(str(cell)))
-            if selected:
-                self.select(selected)
 
     def replace(self, rows: Iterable[dict[str, Any]]) -> None:
         self.incidents.clear()
@@ -108,7 +102,7 @@ class IncidentsTable(ResponsiveTable):
             added = self.set_row(key, incident_cells(row, now))
             resort |= added and not append
         if resort:
-            self._sort()
+            self.sort_newest_first()
 
     def drop(self, key: str) -> None:
         self.incidents.pop(key, None)

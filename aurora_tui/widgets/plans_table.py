@@ -107,14 +107,8 @@ class PlansTable(ResponsiveTable):
         return all(word in haystack for word in self.text_filter.lower().split())
 
     def after_relayout(self) -> None:
-        self._sort()
+        self.sort_newest_first()
 
-    def _sort(self) -> None:
-        if self.row_count > 1:
-            selected = self.selected_key
-            self.sort("id", key=lambda cell: -int(str(cell)))
-            if selected:
-                self.select(selected)
 
     def replace(self, plans: Iterable[dict[str, Any]], now: float) -> None:
         self.plans = {str(p["id"]): p for p in plans}
@@ -126,7 +120,7 @@ class PlansTable(ResponsiveTable):
         key = str(plan["id"])
         if self.matches(plan):
             if self.set_row(key, plan_cells(plan, now)):
-                self._sort()
+                self.sort_newest_first()
         elif self.has_row(key):
             self.drop_row(key)
 
@@ -142,7 +136,7 @@ class PlansTable(ResponsiveTable):
         for key, plan in self.plans.items():
             if self.matches(plan):
                 self.set_row(key, plan_cells(plan, now))
-        self._sort()
+        self.sort_newest_first()
         if selected and self.has_row(selected):
             self.select(selected)
         elif self.row_count:

@@ -103,6 +103,15 @@ class ResponsiveTable(DataTable):
     def after_relayout(self) -> None:
         """Restore any row order the table keeps (rows are re-added in insertion order)."""
 
+    def sort_newest_first(self) -> None:
+        """For tables of things with numeric ids in an "id" column: highest (newest) first, keeping the
+        operator's selection where it was."""
+        if self.row_count > 1:
+            selected = self.selected_key
+            self.sort("id", key=lambda cell: -int(str(cell)))
+            if selected:
+                self.select(selected)
+
     @property
     def shown(self) -> tuple[str, ...]:
         return tuple(col.key for col, _ in self._layout)
