@@ -433,7 +433,6 @@ class Healer:
 
     async def _finish(self, plan_id: int, plan: FixPlan, status: str, outcome: str, learn: bool = True) -> None:
         now = time.time()
-        await self.store.write("UPDATE plans SET status = ?, finished_at = ?, outcome = ? WHERE id = ?", (status, now, outcome, plan_id))
         if learn and status in ("verified", "failed"):
             await self.learning.record(plan.pattern, plan.fix, "success" if status == "verified" else "failure")
         incidents = self.engine.incidents
@@ -452,6 +451,8 @@ class Healer:
                 await incidents.set_status(plan.incident_id, "escalated")
             elif status == "expired" and plan.incident_id in open_ids:
                 await incidents.set_status(plan.incident_id, "open")
+        # Written last: whoever sees the plan finished also sees its incident's timeline and status.
+        await self.store.write("UPDATE plans SET status = ?, finished_at = ?, outcome = ? WHERE id = ?", (status, now, outcome, plan_id))
         event = {"verified": "plan_verified", "failed": "plan_failed"}.get(status, "plan_finished")
         await self._emit(event, plan.service, f"plan #{plan_id} {status}: {outcome}", plan_id)
 
