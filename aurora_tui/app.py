@@ -14,15 +14,15 @@ import signal
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.signal import Signal
 
+from .console_state import ChatTurn, ConsoleHost, ConsoleState
+from .core.api import ActionResult, EngineAPI
 from .core.config import Config
 from .core.model import Event, FleetSnapshot
 from .messages import (
@@ -36,7 +36,7 @@ from .messages import (
     PlanLoaded,
 )
 from .screens.approvals import ApprovalsScreen
-from .screens.base import Coalesced
+from .screens.base import APP_BINDINGS, AuroraScreen, Coalesced
 from .screens.chat import ChatScreen
 from .screens.confirm import ConfirmScreen
 from .screens.explorer import ExplorerScreen
@@ -47,6 +47,9 @@ from .screens.palette import ActionCommands, IncidentCommands, PlanCommands, Ser
 from .screens.plan_detail import PlanDetailScreen
 from .screens.services import ServicesScreen
 from .widgets.plans_table import action_summary
+
+if TYPE_CHECKING:
+    from .core.catalogue import Catalogue
 
 # The header's "scan … ago" and each uptime move with the clock even when nothing else happens.
 REFRESH_EVERY = 1.0
@@ -59,44 +62,7 @@ COUNT_LIMIT = 2000
 # Seconds after start-up at which the catalogue is read (in a thread), unless the explorer wants it first.
 CATALOGUE_AFTER = 1.0
 
-SCREENS = Binding.Group("Screens", compact=True)
 MODE_LABELS = {"services": "Services", "incidents": "Incidents", "approvals": "Approvals", "chat": "Chat", "explorer": "Explorer"}
-
-
-@dataclass
-class ConsoleState:
-    engine_mode: str
-    snapshot: FleetSnapshot | None = None
-    connected: bool = True
-    open_incidents: int | None = None
-    by_service: dict[str, int] | None = None
-    pending_plans: int | None = None
-    approvals: bool | None = None  # None: not known yet; False: this engine has no approval queue
-    chat: bool | None = None  # False once the engine said it has no dispatcher
-    heal_rate: float | None = None
-    # The dispatcher's usage counts ("program:62" -> 3) and active modules, as of its latest answer
-    # (None until it has answered once). A new answer brings new objects, so screens compare by identity.
-    usage: dict[str, int] | None = None
-    active_modules: list[str] | None = None
-
-
-@dataclass
-class ChatTurn:
-    n: int
-    question: str
-    reply: dict[str, Any] | None = None
-    error: str | None = None
-    pending: bool = True
-    # The operator's answer to the reply's confirmation question: "yes", "no", or None (not answered).
-    answer: str | None = None
-
-
-def supports(engine: Any, method: str) -> bool:
-    """Whether ``engine`` offers ``method``: it has it, and (remote engines) has not said otherwise."""
-    if not hasattr(engine, method):
-        return False
-    check = getattr(engine, "supports", None)
-    return bool(check(method)) if callable(check) else True
 
 
 class AuroraApp(App[None]):
@@ -111,22 +77,11 @@ class AuroraApp(App[None]):
     }
     DEFAULT_MODE = "services"
     COMMANDS = App.COMMANDS | {ServiceCommands, IncidentCommands, PlanCommands, ActionCommands}
-    BINDINGS = [
-        Binding("1", "show_mode('services')", "Services", id="app.mode.services", group=SCREENS),
-        Binding("2", "show_mode('incidents')", "Incidents", id="app.mode.incidents", group=SCREENS),
-        Binding("3", "show_mode('approvals')", "Approvals", id="app.mode.approvals", group=SCREENS),
-        Binding("4", "show_mode('chat')", "Chat", id="app.mode.chat", group=SCREENS),
-        Binding("5", "show_mode('explorer')", "Explorer", id="app.mode.explorer", group=SCREENS),
-        Binding("c", "toggle_chat", "Chat", id="app.chat_pane"),
-        # Shown docked at the right of every footer, so it stays visible however narrow the terminal.
-        Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
-        # Textual's own ctrl+q would quit without asking: here it is the same as q (shown as q).
-        Binding("ctrl+q", "request_quit", "Quit", id="app.quit_ctrl", show=False),
-    ]
+    BINDINGS = APP_BINDINGS
 
     def __init__(
         self,
-        engine: Any,
+        engine: EngineAPI,
         *,
         engine_mode: str = "own engine",
         service_count: int | None = None,
@@ -152,7 +107,7 @@ class AuroraApp(App[None]):
         self._dirty = asyncio.Event()
         self._counts = Coalesced(self, "engine-counts", self._load_counts)
         # The packaged catalogue the explorer shows; read in a thread (see load_catalogue).
-        self.catalogue: Any = None
+        self.catalogue: Catalogue | None = None
         self._catalogue_loading = False
 
     # --- convenience for screens ---------------------------------------------------------------------
@@ -162,10 +117,13 @@ class AuroraApp(App[None]):
         return self.state.snapshot
 
     def supports(self, method: str) -> bool:
-        return supports(self.engine, method)
+        return self.engine.supports(method)
 
     def chat_available(self) -> bool:
         return self.supports("ask") and self.state.chat is not False
+
+    def has_previous_mode(self) -> bool:
+        return bool(self._mode_history)
 
     # --- start ---------------------------------------------------------------------------------------
 
@@ -224,7 +182,7 @@ class AuroraApp(App[None]):
             self.log.warning(f"open incidents unavailable: {exc!r}")
         else:
             open_total = len(rows)
-            by_service = dict(Counter(r["service"] for r in rows))
+            by_service = dict(Counter(r.service for r in rows))
         pending: int | None = None
         approvals: bool | None = None
         if self.supports("list_plans"):
@@ -240,8 +198,7 @@ class AuroraApp(App[None]):
         heal_rate: float | None = None
         if self.supports("heal_stats"):
             try:
-                stats = await self.engine.heal_stats()
-                heal_rate = stats.get("rate")
+                heal_rate = (await self.engine.heal_stats()).rate
             except Exception as exc:
                 self.log.warning(f"heal stats unavailable: {exc!r}")
         self.post_message(CountsUpdated(open_total, by_service, pending, approvals, heal_rate))
@@ -260,10 +217,10 @@ class AuroraApp(App[None]):
             "stop": self.engine.stop_service,
             "start": self.engine.start_service,
         }
+        result: ActionResult | None = None
         try:
             if action == "scan":
                 await self.engine.scan_now()
-                result: dict[str, Any] = {}
             else:
                 result = await calls[action](service)
         except Exception as exc:  # the engine's refusal is shown, never raised into the UI
@@ -274,12 +231,12 @@ class AuroraApp(App[None]):
     async def _ask(self, turn: int, message: str) -> None:
         try:
             reply = await self.engine.ask(message)
-        except (NotImplementedError, AttributeError):
+        except NotImplementedError:  # an engine without a dispatcher (remote: Unsupported)
             self.post_message(ChatAnswered(turn, None, unavailable=True))
         except Exception as exc:
             self.post_message(ChatAnswered(turn, None, error=f"the dispatcher failed: {exc}"))
         else:
-            self.post_message(ChatAnswered(turn, reply if isinstance(reply, dict) else {"reply": str(reply)}))
+            self.post_message(ChatAnswered(turn, reply))
 
     async def _confirm(self, turn: int, token: str) -> None:
         """The operator said yes: the dispatcher carries out what it asked about (by its token)."""
@@ -293,7 +250,7 @@ class AuroraApp(App[None]):
         except Exception as exc:
             self.post_message(ChatAnswered(turn, None, error=f"the confirmation failed: {exc}"))
         else:
-            self.post_message(ChatAnswered(turn, reply if isinstance(reply, dict) else {"reply": str(reply)}))
+            self.post_message(ChatAnswered(turn, reply))
 
     def _read_catalogue(self) -> None:
         """Thread worker: parse the packaged catalogue (a tenth of a second, cold) off the event loop."""
@@ -344,12 +301,12 @@ class AuroraApp(App[None]):
 
     def on_plan_loaded(self, message: PlanLoaded) -> None:
         plan = message.plan
-        if plan is None or plan.get("status") != "pending":
+        if plan is None or plan.status != "pending":
             return
-        actions = action_summary(list(plan.get("actions") or []), plan.get("service"))
+        actions = action_summary(plan.actions, plan.service)
         self.notify(
-            f"{actions or plan.get('pattern')} on {plan.get('service')} (risk {plan.get('risk')}, confidence {plan.get('confidence')}/10).\nPress 3 to review it.",
-            title=f"Plan #{plan['id']} waits for your approval",
+            f"{actions or plan.pattern} on {plan.service} (risk {plan.risk}, confidence {plan.confidence}/10).\nPress 3 to review it.",
+            title=f"Plan #{plan.id} waits for your approval",
             severity="warning",
             timeout=15,
         )
@@ -371,10 +328,10 @@ class AuroraApp(App[None]):
         if message.action == "scan":
             self.notify("scan done", timeout=3)
             return
-        result = message.result or {}
-        health = "healthy" if result.get("healthy") else "not healthy yet"
+        result = message.result
+        health = "healthy" if result and result.healthy else "not healthy yet"
         done = {"restart": "restarted", "stop": "stopped", "start": "started"}[message.action]
-        pid = f": pid {result.get('pid')}, {health}" if message.action != "stop" else ""
+        pid = f": pid {result and result.pid}, {health}" if message.action != "stop" else ""
         self.notify(f"{message.service} {done}{pid}")
 
     def on_chat_answered(self, message: ChatAnswered) -> None:
@@ -394,16 +351,13 @@ class AuroraApp(App[None]):
         reply = turn.reply
         if reply is None:
             return
-        usage, active = reply.get("usage"), reply.get("active_modules")
-        if isinstance(usage, dict) or isinstance(active, list):
-            if isinstance(usage, dict):
-                self.state.usage = {str(k): int(v) for k, v in usage.items() if isinstance(v, (int, float))}
-            if isinstance(active, list):
-                self.state.active_modules = [str(m) for m in active]
-            self.state_signal.publish(self.state)
-        confirm = reply.get("confirm")
-        if isinstance(confirm, dict) and confirm.get("token") and turn.answer is None:
-            self._ask_to_confirm(turn, str(confirm["token"]), str(confirm.get("question") or "Go ahead?"))
+        # Copies: screens compare these by identity to see that a new answer came.
+        self.state.usage = dict(reply.usage)
+        self.state.active_modules = list(reply.active_modules)
+        self.state_signal.publish(self.state)
+        confirm = reply.confirm
+        if confirm is not None and confirm.token and turn.answer is None:
+            self._ask_to_confirm(turn, confirm.token, confirm.question or "Go ahead?")
 
     def on_catalogue_loaded(self, message: CatalogueLoaded) -> None:
         self._catalogue_loading = False
@@ -476,7 +430,7 @@ class AuroraApp(App[None]):
     def _ask_to_confirm(self, turn: ChatTurn, token: str, question: str) -> None:
         """The dispatcher wants a yes before it changes the fleet: ask ("No" focused). Yes carries it
         out by its token; no tells the dispatcher, so it drops what was waiting."""
-        detail = confirm_detail(str((turn.reply or {}).get("reply") or ""), question)
+        detail = confirm_detail(turn.reply.reply if turn.reply is not None else "", question)
 
         def answered(yes: bool | None) -> None:
             turn.answer = "yes" if yes else "no"
@@ -510,7 +464,7 @@ class AuroraApp(App[None]):
     def action_toggle_chat(self) -> None:
         self.chat_docked = not self.chat_docked
         screen = self.screen
-        if hasattr(screen, "sync_chat"):
+        if isinstance(screen, AuroraScreen):
             screen.sync_chat(focus=True)
 
     def action_help(self) -> None:
@@ -562,6 +516,13 @@ class AuroraApp(App[None]):
                 self.exit()
 
         self.push_screen(ConfirmScreen("Quit Aurora?", detail), answered)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_host(app: AuroraApp) -> ConsoleHost:
+        """For the type checker: the app is what its screens and widgets take it for."""
+        return app
 
 
 def confirm_detail(reply: str, question: str) -> str:

@@ -1,11 +1,15 @@
 """Every message the console's workers post. Workers post these; only handlers touch widgets."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
+from .core.api import ActionResult, IncidentRow, PlanRow, Reply
 from .core.model import Event, FleetSnapshot
+
+if TYPE_CHECKING:
+    from .core.catalogue import Catalogue
 
 
 class FleetUpdated(Message):
@@ -29,9 +33,9 @@ class EngineConnection(Message):
 
 
 class ActionFinished(Message):
-    """An operator action (restart, stop, start, scan) came back from the engine."""
+    """An operator action (restart, stop, start, scan) came back from the engine. A scan has no ``result``."""
 
-    def __init__(self, action: str, service: str, result: dict[str, Any] | None, error: str | None) -> None:
+    def __init__(self, action: str, service: str, result: ActionResult | None, error: str | None) -> None:
         super().__init__()
         self.action = action
         self.service = service
@@ -57,7 +61,7 @@ class CountsUpdated(Message):
 class IncidentsLoaded(Message):
     """A page of incidents. ``replace``: the first page of a new query; otherwise rows to merge or append."""
 
-    def __init__(self, query: tuple, rows: list[dict[str, Any]], *, replace: bool, append: bool, error: str | None = None) -> None:
+    def __init__(self, query: tuple, rows: list[IncidentRow], *, replace: bool, append: bool, error: str | None = None) -> None:
         super().__init__()
         self.query = query
         self.rows = rows
@@ -69,7 +73,7 @@ class IncidentsLoaded(Message):
 class IncidentLoaded(Message):
     """One incident with its timeline (or the reason it could not be read)."""
 
-    def __init__(self, incident_id: int, incident: dict[str, Any] | None, error: str | None = None) -> None:
+    def __init__(self, incident_id: int, incident: IncidentRow | None, error: str | None = None) -> None:
         super().__init__()
         self.incident_id = incident_id
         self.incident = incident
@@ -77,7 +81,7 @@ class IncidentLoaded(Message):
 
 
 class IncidentAcknowledged(Message):
-    def __init__(self, incident_id: int, incident: dict[str, Any] | None, error: str | None) -> None:
+    def __init__(self, incident_id: int, incident: IncidentRow | None, error: str | None) -> None:
         super().__init__()
         self.incident_id = incident_id
         self.incident = incident
@@ -87,7 +91,7 @@ class IncidentAcknowledged(Message):
 class PlansLoaded(Message):
     """Plans from the approval queue. ``unsupported`` when the engine has no queue yet."""
 
-    def __init__(self, query: tuple, plans: list[dict[str, Any]], *, replace: bool, error: str | None = None, unsupported: bool = False) -> None:
+    def __init__(self, query: tuple, plans: list[PlanRow], *, replace: bool, error: str | None = None, unsupported: bool = False) -> None:
         super().__init__()
         self.query = query
         self.plans = plans
@@ -97,7 +101,7 @@ class PlansLoaded(Message):
 
 
 class PlanLoaded(Message):
-    def __init__(self, plan_id: int, plan: dict[str, Any] | None, error: str | None = None) -> None:
+    def __init__(self, plan_id: int, plan: PlanRow | None, error: str | None = None) -> None:
         super().__init__()
         self.plan_id = plan_id
         self.plan = plan
@@ -107,7 +111,7 @@ class PlanLoaded(Message):
 class PlanDecided(Message):
     """approve / reject / grade came back from the engine."""
 
-    def __init__(self, decision: str, plan_id: int, plan: dict[str, Any] | None, error: str | None) -> None:
+    def __init__(self, decision: str, plan_id: int, plan: PlanRow | None, error: str | None) -> None:
         super().__init__()
         self.decision = decision
         self.plan_id = plan_id
@@ -118,7 +122,7 @@ class PlanDecided(Message):
 class ChatAnswered(Message):
     """The dispatcher's reply to one message; ``unavailable`` when the engine has no dispatcher."""
 
-    def __init__(self, turn: int, reply: dict[str, Any] | None, error: str | None = None, unavailable: bool = False) -> None:
+    def __init__(self, turn: int, reply: Reply | None, error: str | None = None, unavailable: bool = False) -> None:
         super().__init__()
         self.turn = turn
         self.reply = reply
@@ -135,7 +139,7 @@ class LogsLoaded(Message):
 
 
 class ServiceIncidentsLoaded(Message):
-    def __init__(self, service: str, rows: list[dict[str, Any]], error: str | None = None) -> None:
+    def __init__(self, service: str, rows: list[IncidentRow], error: str | None = None) -> None:
         super().__init__()
         self.service = service
         self.rows = rows
@@ -145,7 +149,7 @@ class ServiceIncidentsLoaded(Message):
 class CatalogueLoaded(Message):
     """The packaged catalogue (programs, tiers, modules, patterns) was read, off the event loop."""
 
-    def __init__(self, catalogue: Any, error: str | None = None) -> None:
+    def __init__(self, catalogue: Catalogue | None, error: str | None = None) -> None:
         super().__init__()
         self.catalogue = catalogue
         self.error = error

@@ -11,7 +11,7 @@ T = TypeVar("T")
 DEMO_PORTS = (5000, 5001, 5002, 8080)
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
     """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -24,7 +24,7 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
 
 
 async def async_wait_until(
-    predicate: Callable[[], Awaitable[T] | T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+    predicate: Callable[[], Awaitable[T] | T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition"
 ) -> T:
     deadline = time.monotonic() + timeout
     while True:

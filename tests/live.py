@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from aurora_tui.core.api import IncidentRow
 from aurora_tui.core.config import Config, HealthCheck, Limits, ServiceConfig, Settings
 from aurora_tui.core.engine import Engine
 
@@ -61,7 +62,7 @@ async def running(config: Config, healthy: bool = True) -> AsyncIterator[Engine]
         await engine.close()
 
 
-async def incident_for(engine: Engine, service: str, pattern: str, timeout: float = 20.0) -> dict[str, Any]:
+async def incident_for(engine: Engine, service: str, pattern: str, timeout: float = 60.0) -> IncidentRow:
     async def found():
         rows = await engine.list_incidents(service=service, pattern=pattern, limit=1)
         return rows[0] if rows else None
@@ -70,9 +71,9 @@ async def incident_for(engine: Engine, service: str, pattern: str, timeout: floa
 
 
 async def patterns_seen(engine: Engine, service: str) -> set[str]:
-    return {r["pattern"] for r in await engine.list_incidents(service=service, limit=100)}
+    return {r.pattern for r in await engine.list_incidents(service=service, limit=100)}
 
 
 async def scans_pass(engine: Engine, count: int, timeout: float = 60.0) -> None:
-    target = engine.scans + count
-    await async_wait_until(lambda: engine.scans >= target, timeout=timeout, what=f"{count} more scans")
+    target = engine.monitor.scans + count
+    await async_wait_until(lambda: engine.monitor.scans >= target, timeout=timeout, what=f"{count} more scans")

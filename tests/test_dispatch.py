@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 
 import pytest
@@ -208,16 +207,12 @@ def test_long_input_is_truncated_and_never_saturates(detector):
     assert detector.detect(None).type == "general_chat"  # type: ignore[arg-type]
 
 
-def test_training_is_fast_and_cached():
-    best = min(_timed_training() for _ in range(3))
-    assert best < 0.300, f"training took {best * 1000:.0f} ms"
+def test_training_is_deterministic_and_cached():
+    # How long training takes is measured by the route benchmark (detector_training_ms), not here.
+    fresh, default = ConversationDetector(), ConversationDetector.default()
+    for text in ("restart the bridge api, it's throwing 502s", "write a python function that parses durations"):
+        assert fresh.detect(text) == default.detect(text)
     assert ConversationDetector.default() is ConversationDetector.default()
-
-
-def _timed_training() -> float:
-    started = time.perf_counter()
-    ConversationDetector()
-    return time.perf_counter() - started
 
 
 def test_temperature_fitted_on_train_slice_only(monkeypatch):

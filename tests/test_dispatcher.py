@@ -10,13 +10,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aurora_tui.core.api import Confirmation, PlanRow, Reply
 from aurora_tui.core.catalogue import Catalogue
-from aurora_tui.core.dispatch import replies
+from aurora_tui.core.dispatch import guidance, replies
 from aurora_tui.core.dispatch.commands import ACTIONS
 from aurora_tui.core.dispatch.detector import CONVERSATION_TYPES, load_messages
 from aurora_tui.core.dispatch.dispatcher import Dispatcher, spot_pattern
 from aurora_tui.core.dispatch.router import DEFAULT_PROGRAM, TYPE_OF_ACTION, Route, route
-from aurora_tui.core.model import FleetSnapshot, ServiceStatus
+from aurora_tui.core.model import FleetSnapshot, ServiceStatus, to_jsonable
 
 from .fleet import demo_fleet
 from .helpers import async_wait_until
@@ -142,17 +143,12 @@ def test_routing_is_deterministic_and_ties_go_to_the_lowest_id():
     assert a.program["id"] == 1
 
 
-def test_route_latency_p99_under_5ms_over_the_labelled_set():
+def test_route_is_total_and_stable_over_the_labelled_set():
+    # route()'s latency (p50/p99/max over this set) is measured by the route benchmark, not here.
     rows = load_messages()
-    for r in rows:
-        route(r["text"], SERVICES)
-    times = []
-    for r in rows:
-        t0 = time.perf_counter()
-        route(r["text"], SERVICES)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    assert times[int(0.99 * len(times)) - 1] < 0.005
+    first = [route(r["text"], SERVICES) for r in rows]
+    assert all(isinstance(x, Route) and x.type in CONVERSATION_TYPES for x in first)
+    assert [route(r["text"], SERVICES) for r in rows] == first
 
 
 @settings(max_examples=150, deadline=None)
@@ -208,7 +204,7 @@ def _guidance(typ: str, text: str, program: int, **kw) -> str:
     cat = Catalogue.load()
     r = route(text, SERVICES)
     r = Route(**{**r.__dict__, "type": typ})
-    return replies.guidance(r, text, cat.program(program), [cat.tier(t["id"]) for t in r.tiers], **kw)
+    return guidance.guidance(r, text, cat.program(program), [cat.tier(t["id"]) for t in r.tiers], **kw)
 
 
 def test_replies_are_shaped_by_type():
@@ -269,27 +265,27 @@ def test_spot_pattern():
 
 
 def _pids(engine) -> dict[str, int | None]:
-    return {name: runner.pid for name, runner in engine.runners.items()}
+    return {name: runner.pid for name, runner in engine.fleet.runners.items()}
 
 
-async def _manual_plans(engine) -> list[dict]:
-    return [p for p in await engine.list_plans(status=None, limit=200) if p["pattern"] == "manual"]
+async def _manual_plans(engine) -> list[PlanRow]:
+    return [p for p in await engine.list_plans(status=None, limit=200) if p.pattern == "manual"]
 
 
 async def test_status_is_a_table_of_the_services(tmp_path):
     async with running(demo_fleet(tmp_path)) as engine:
         d = Dispatcher(engine)
         answer = await d.ask("status")
-        assert set(answer) == REPLY_KEYS
-        assert (answer["action"], answer["program"], answer["confirm"]) == ("status", {"id": 47, "name": "Metrics"}, None)
-        lines = answer["reply"].splitlines()
+        assert isinstance(answer, Reply) and set(to_jsonable(answer)) == REPLY_KEYS
+        assert (answer.action, answer.program, answer.confirm) == ("status", {"id": 47, "name": "Metrics"}, None)
+        lines = answer.reply.splitlines()
         assert lines[0].startswith("| service | state | pid |")
         for name in SERVICES:
             row = next(line for line in lines if line.startswith(f"| `{name}` |"))
-            assert str(engine.runners[name].pid) in row and "running" in row
-        assert "**4/4 healthy**" in answer["reply"]
-        assert answer["reply"].rstrip().endswith("because the message asks for the fleet's status._")
-        assert 1 <= answer["score"] <= 10 and answer["type"] == "analysis"
+            assert str(engine.fleet.runners[name].pid) in row and "running" in row
+        assert "**4/4 healthy**" in answer.reply
+        assert answer.reply.rstrip().endswith("because the message asks for the fleet's status._")
+        assert 1 <= answer.score <= 10 and answer.type == "analysis"
 
 
 async def test_restart_asks_first_then_yes_restarts_for_real(tmp_path):
@@ -297,34 +293,36 @@ async def test_restart_asks_first_then_yes_restarts_for_real(tmp_path):
         d = Dispatcher(engine)
         before = _pids(engine)
         answer = await d.ask("restart brige api", session="ops")
-        assert (answer["action"], answer["target"]) == ("restart", "bridge_api")
-        assert answer["confirm"]["question"].startswith("Restart bridge_api?") and answer["confirm"]["token"]
-        assert "Reply **yes**" in answer["reply"]
+        assert (answer.action, answer.target) == ("restart", "bridge_api")
+        assert answer.confirm.question.startswith("Restart bridge_api?") and answer.confirm.token
+        assert "Reply **yes**" in answer.reply
+        assert isinstance(answer.confirm, Confirmation)
+        assert to_jsonable(answer)["confirm"] == {"token": answer.confirm.token, "question": answer.confirm.question}
         await engine.scan_now()  # give it every chance to have happened: it must not have
         assert _pids(engine) == before and await _manual_plans(engine) == []
-        assert d.pending("ops") == answer["confirm"] and d.pending("other") is None
+        assert d.pending("ops") == answer.confirm and d.pending("other") is None
         # "yes" in another session confirms nothing
         other = await d.ask("yes", session="other")
-        assert "nothing waiting" in other["reply"] and _pids(engine) == before
+        assert "nothing waiting" in other.reply and _pids(engine) == before
 
         done = await d.ask("yes", session="ops")
-        assert "restarted" in done["reply"] and done["action"] == "restart"
+        assert "restarted" in done.reply and done.action == "restart"
         after = _pids(engine)
         assert after["bridge_api"] != before["bridge_api"] and after["bridge_api"] is not None
         assert {k: v for k, v in after.items() if k != "bridge_api"} == {k: v for k, v in before.items() if k != "bridge_api"}
         plans = await _manual_plans(engine)
-        assert [(p["service"], p["fix"], p["decided_by"]) for p in plans] == [("bridge_api", "restart", "operator")]
+        assert [(p.service, p.fix, p.decided_by) for p in plans] == [("bridge_api", "restart", "operator")]
         assert d.pending("ops") is None
         again = await d.ask("yes", session="ops")  # a yes is used once
-        assert "nothing waiting" in again["reply"] and _pids(engine) == after
+        assert "nothing waiting" in again.reply and _pids(engine) == after
 
         # the token path: confirm() performs it too, and only once
         asked = await d.ask("bounce the file server", session="ops")
-        token = asked["confirm"]["token"]
-        old = engine.runners["file_server"].pid
+        token = asked.confirm.token
+        old = engine.fleet.runners["file_server"].pid
         done = await d.confirm(token)
-        assert "restarted" in done["reply"] and engine.runners["file_server"].pid != old
-        assert "Nothing is waiting" in (await d.confirm(token))["reply"]
+        assert "restarted" in done.reply and engine.fleet.runners["file_server"].pid != old
+        assert "Nothing is waiting" in (await d.confirm(token)).reply
 
 
 async def test_no_cancels_and_other_messages_drop_the_pending_action(tmp_path):
@@ -332,20 +330,20 @@ async def test_no_cancels_and_other_messages_drop_the_pending_action(tmp_path):
         d = Dispatcher(engine)
         before = _pids(engine)
         asked = await d.ask("stop learning_api")
-        assert asked["confirm"]["question"] == "Stop learning_api?"
+        assert asked.confirm.question == "Stop learning_api?"
         cancelled = await d.ask("no")
-        assert cancelled["reply"] == "Cancelled: Stop learning_api? Nothing was changed."
-        assert "nothing waiting" in (await d.ask("yes"))["reply"]
+        assert cancelled.reply == "Cancelled: Stop learning_api? Nothing was changed."
+        assert "nothing waiting" in (await d.ask("yes")).reply
 
         await d.ask("restart learning_api")
         status = await d.ask("status")  # anything else drops it: a yes only answers the question just asked
-        assert "was dropped" in status["reply"]
-        assert "nothing waiting" in (await d.ask("yes"))["reply"]
+        assert "was dropped" in status.reply
+        assert "nothing waiting" in (await d.ask("yes")).reply
 
         asked = await d.ask("restart learning_api")
         d.clock = lambda: time.monotonic() + 121  # two minutes later
-        assert "nothing waiting" in (await d.ask("yes"))["reply"]
-        assert "Nothing is waiting" in (await d.confirm(asked["confirm"]["token"]))["reply"]
+        assert "nothing waiting" in (await d.ask("yes")).reply
+        assert "Nothing is waiting" in (await d.confirm(asked.confirm.token)).reply
         assert _pids(engine) == before and await _manual_plans(engine) == []
 
 
@@ -354,32 +352,32 @@ async def test_refusals_did_you_mean_and_engine_refusals(tmp_path):
         d = Dispatcher(engine)
         before = _pids(engine)
         refused = await d.ask("kill pid 1")
-        assert refused["reply"].startswith("**I won't run that.**") and "never executed" in refused["reply"]
-        assert refused["action"] is None and refused["program"] is None and refused["confirm"] is None
+        assert refused.reply.startswith("**I won't run that.**") and "never executed" in refused.reply
+        assert refused.action is None and refused.program is None and refused.confirm is None
         unknown = await d.ask("restart foo")
-        assert "I don't know the service `foo`" in unknown["reply"] and unknown["confirm"] is None
+        assert "I don't know the service `foo`" in unknown.reply and unknown.confirm is None
         close = await d.ask("restart the brdgx")
-        assert "Did you mean `bridge_api`?" in close["reply"] and close["confirm"] is None
+        assert "Did you mean `bridge_api`?" in close.reply and close.confirm is None
         typo = await d.ask("restrat")
-        assert "Did you mean **restart**?" in typo["reply"]
+        assert "Did you mean **restart**?" in typo.reply
         running_already = await d.ask("start bridge_api")
-        assert "already running" in running_already["reply"] and running_already["confirm"] is None
+        assert "already running" in running_already.reply and running_already.confirm is None
         no_plan = await d.ask("approve 999")
-        assert "There is no plan #999" in no_plan["reply"] and no_plan["confirm"] is None
+        assert "There is no plan #999" in no_plan.reply and no_plan.confirm is None
         rollback = await d.ask("rollback bridge_api")
-        assert "no manual rollback" in rollback["reply"] and rollback["confirm"] is None
-        assert rollback["program"] == {"id": 66, "name": "Rollback"}
+        assert "no manual rollback" in rollback.reply and rollback.confirm is None
+        assert rollback.program == {"id": 66, "name": "Rollback"}
         explained = await d.ask("explain zombies")
-        assert "**Zombie children**" in explained["reply"] and "reap" in explained["reply"]
+        assert "**Zombie children**" in explained.reply and "reap" in explained.reply
         help_ = await d.ask("help")
-        assert "| **restart** |" in help_["reply"] and help_["program"] is None
+        assert "| **restart** |" in help_.reply and help_.program is None
 
         # the engine itself refuses: a silence longer than 7 days never reaches it; a too-short one is refused by it
         asked = await d.ask("silence learning api for 2h")
-        assert asked["confirm"]["question"] == "Silence learning_api for 2h00m?"
+        assert asked.confirm.question == "Silence learning_api for 2h00m?"
         done = await d.ask("yes")
-        assert "silenced until" in done["reply"]
-        assert [s["service"] for s in await engine.silences()] == ["learning_api"]
+        assert "silenced until" in done.reply
+        assert [s.service for s in await engine.silences()] == ["learning_api"]
         assert _pids(engine) == before and await _manual_plans(engine) == []
 
 
@@ -387,28 +385,28 @@ async def test_why_after_a_real_crash_names_it_its_evidence_and_what_was_done(tm
     async with running(demo_fleet(tmp_path)) as engine:
         d = Dispatcher(engine)
         quiet = await d.ask("why bridge_api")
-        assert "No incident on record" in quiet["reply"] and "is running" in quiet["reply"]
-        old = engine.runners["bridge_api"].pid
+        assert "No incident on record" in quiet.reply and "is running" in quiet.reply
+        old = engine.fleet.runners["bridge_api"].pid
         await engine.chaos("kill", "bridge_api")
 
         async def healed():
             incidents = await engine.list_incidents(service="bridge_api", limit=5)
-            plans = [p for p in await engine.list_plans(status=None) if p["service"] == "bridge_api"]
-            return incidents and all(i["resolved_at"] for i in incidents) and plans and \
-                all(p["status"] in ("verified", "failed") for p in plans)
+            plans = [p for p in await engine.list_plans(status=None) if p.service == "bridge_api"]
+            return incidents and all(i.resolved_at for i in incidents) and plans and \
+                all(p.status in ("verified", "failed") for p in plans)
 
         await async_wait_until(healed, timeout=30, what="the crash healed and verified")
         answer = await d.ask("why bridge_api")
-        reply = answer["reply"]
-        assert (answer["action"], answer["target"], answer["program"]["id"]) == ("why", "bridge_api", 61)
+        reply = answer.reply
+        assert (answer.action, answer.target, answer.program["id"]) == ("why", "bridge_api", 61)
         assert "Process crashed" in reply and "killed by SIGKILL" in reply and f"pid {old}" in reply
         assert "**Evidence.**" in reply and "**SIGKILL**" in reply and "```text" in reply  # signal and log lines
         assert re.search(r"plan \*\*#\d+\*\* `restart` .* decided by guardians .* → \*\*verified\*\*", reply), reply
-        assert "**Now.** `bridge_api` is running" in reply and str(engine.runners["bridge_api"].pid) in reply
+        assert "**Now.** `bridge_api` is running" in reply and str(engine.fleet.runners["bridge_api"].pid) in reply
         # an incident id works too
         incident = (await engine.list_incidents(service="bridge_api", limit=1))[0]
-        by_id = await d.ask(f"explain incident {incident['id']}")
-        assert by_id["action"] == "why" and "Process crashed" in by_id["reply"]
+        by_id = await d.ask(f"explain incident {incident.id}")
+        assert by_id.action == "why" and "Process crashed" in by_id.reply
 
 
 # the arbitrary text a chat box gets: anything, shell lines, control characters, emoji, huge pastes
@@ -433,11 +431,11 @@ _MESSAGES = st.one_of(
 async def test_arbitrary_text_never_raises_and_never_acts(dispatcher_fleet, text):
     engine, d, before = dispatcher_fleet
     answer = await d.ask(text, session=uuid.uuid4().hex)  # one message per session: nothing can be confirmed
-    assert set(answer) == REPLY_KEYS
-    assert isinstance(answer["reply"], str) and answer["reply"]
-    assert answer["type"] in CONVERSATION_TYPES and 0.0 <= answer["confidence"] <= 1.0
-    assert 1 <= answer["score"] <= 10
-    assert answer["action"] is None or answer["action"] in ACTIONS
+    assert isinstance(answer, Reply) and set(to_jsonable(answer)) == REPLY_KEYS
+    assert isinstance(answer.reply, str) and answer.reply
+    assert answer.type in CONVERSATION_TYPES and 0.0 <= answer.confidence <= 1.0
+    assert 1 <= answer.score <= 10
+    assert answer.action is None or answer.action in ACTIONS
     assert _pids(engine) == before
     assert await _manual_plans(engine) == []
     assert await engine.silences() == []

@@ -34,7 +34,7 @@ async def demo_engine(tmp_path):
     try:
         await async_wait_until(lambda: all_healthy(engine, 4), timeout=30, what="demo fleet healthy")
         # The first scan follows the fleet's start; after it, none comes for an hour.
-        await async_wait_until(lambda: engine.scans >= 1, what="the first scan")
+        await async_wait_until(lambda: engine.monitor.scans >= 1, what="the first scan")
         yield engine
     finally:
         await engine.close()
@@ -46,7 +46,7 @@ async def test_demo_fleet_starts_in_dependency_order_and_closes_clean(demo_engin
     pids = [s.pid for s in snap.services]
     assert all(pids)
     events = await demo_engine.recent_events(limit=100)
-    started = [e["service"] for e in reversed(events) if e["kind"] == "started"]
+    started = [e.service for e in reversed(events) if e.kind == "started"]
     assert started.index("learning_api") < started.index("bridge_api")
     await demo_engine.close()
     assert all(gone(pid) for pid in pids)
@@ -55,22 +55,22 @@ async def test_demo_fleet_starts_in_dependency_order_and_closes_clean(demo_engin
 async def test_stop_start_restart(demo_engine: Engine):
     before = await status_of(demo_engine, "file_server")
     result = await demo_engine.stop_service("file_server")
-    assert result["state"] == "stopped" and result["pid"] is None
+    assert result.state == "stopped" and result.pid is None
     assert gone(before.pid)
     stopped = await status_of(demo_engine, "file_server")
     assert stopped.healthy is False and stopped.state == "stopped"
 
     result = await demo_engine.start_service("file_server")
-    assert result["state"] == "running" and result["healthy"] is True
+    assert result.state == "running" and result.healthy is True
     with pytest.raises(ValueError, match="already running"):
         await demo_engine.start_service("file_server")
 
-    started_pid = result["pid"]
+    started_pid = result.pid
     result = await demo_engine.restart("file_server")
-    assert result["healthy"] is True and result["pid"] not in (started_pid, before.pid)
+    assert result.healthy is True and result.pid not in (started_pid, before.pid)
     assert gone(started_pid)
     assert (await status_of(demo_engine, "file_server")).restarts == 1
-    kinds = [e["kind"] for e in await demo_engine.recent_events(service="file_server")]
+    kinds = [e.kind for e in await demo_engine.recent_events(service="file_server")]
     assert {"stop", "start", "restart"} <= set(kinds)
 
 
@@ -80,7 +80,7 @@ async def test_unknown_service_is_refused_by_name(demo_engine: Engine):
 
 
 async def test_kill_9_is_noticed_and_restarted_without_a_scan(demo_engine: Engine):
-    scans = demo_engine.scans  # the interval is an hour: no scan will come to the rescue
+    scans = demo_engine.monitor.scans  # the interval is an hour: no scan will come to the rescue
     victim = await status_of(demo_engine, "bridge_api")
     os.kill(victim.pid, signal.SIGKILL)
 
@@ -88,10 +88,10 @@ async def test_kill_9_is_noticed_and_restarted_without_a_scan(demo_engine: Engin
         s = await status_of(demo_engine, "bridge_api")
         return s.pid not in (None, victim.pid) and s.healthy
 
-    await async_wait_until(back, timeout=10, what="bridge_api back with a new pid")
-    assert demo_engine.scans == scans
-    crashed = [e for e in await demo_engine.recent_events(service="bridge_api") if e["kind"] == "crashed"]
-    assert crashed and crashed[0]["data"]["signal"] == "SIGKILL" and crashed[0]["data"]["expected"] is False
+    await async_wait_until(back, timeout=60, what="bridge_api back with a new pid")
+    assert demo_engine.monitor.scans == scans
+    crashed = [e for e in await demo_engine.recent_events(service="bridge_api") if e.kind == "crashed"]
+    assert crashed and crashed[0].data["signal"] == "SIGKILL" and crashed[0].data["expected"] is False
     assert (await status_of(demo_engine, "bridge_api")).restarts == 1
 
 
@@ -100,10 +100,16 @@ async def test_stopped_process_is_still_stopped_cleanly(demo_engine: Engine):
     victim = await status_of(demo_engine, "aurora_ui")
     await demo_engine.chaos("stop", "aurora_ui")
     await async_wait_until(lambda: psutil.Process(victim.pid).status() == psutil.STATUS_STOPPED, what="SIGSTOP taken")
-    started = time.monotonic()
     await demo_engine.stop_service("aurora_ui")
     assert gone(victim.pid)
-    assert time.monotonic() - started < 4.0, "should not have needed the SIGKILL escalation"
+    # It died of the SIGTERM it was sent (the demo service's handler exits 0), not of the SIGKILL that
+    # follows stop_timeout. How long such a stop takes is measured by the recovery benchmark.
+    runner = demo_engine.fleet.runners["aurora_ui"]
+    assert runner.last_exit is not None and runner.last_exit.expected
+    assert (runner.last_exit.code, runner.last_exit.signal) == (0, None), runner.last_exit
+    output = "\n".join(runner.sink.tail(50))
+    assert "aurora_ui shutting down" in output
+    assert "sending SIGKILL" not in output
 
 
 async def test_stop_escalates_to_sigkill_and_takes_the_whole_group(tmp_path):
@@ -124,14 +130,14 @@ async def test_stop_escalates_to_sigkill_and_takes_the_whole_group(tmp_path):
     )
     async with Engine(config) as engine:
         engine.launch()
-        runner = engine.runners["stubborn"]
+        runner = engine.fleet.runners["stubborn"]
         line = await async_wait_until(lambda: next((l for l in runner.sink.tail(20) if l.startswith("child ")), None), what="child pid")
         child_pid = int(line.split()[1])
         leader = runner.pid
         info = await engine.stop_service("stubborn")
-        assert info["state"] == "stopped"
+        assert info.state == "stopped"
         assert runner.last_exit is not None and runner.last_exit.signal == "SIGKILL"
-        await async_wait_until(lambda: gone(child_pid) and gone(leader), timeout=5, what="group gone")
+        await async_wait_until(lambda: gone(child_pid) and gone(leader), timeout=30, what="group gone")
 
 
 async def test_crash_loop_backs_off_and_never_gives_up(tmp_path):
@@ -141,19 +147,19 @@ async def test_crash_loop_backs_off_and_never_gives_up(tmp_path):
 
         async def backoffs():
             events = await engine.recent_events(service="flaky", limit=200)
-            delays = [e["data"]["delay"] for e in reversed(events) if e["kind"] == "backoff"]
+            delays = [e.data["delay"] for e in reversed(events) if e.kind == "backoff"]
             return delays if len(delays) >= 3 else None
 
         delays = await async_wait_until(backoffs, timeout=30, what="three back-off retries")
         assert delays[0] < delays[1] < delays[2], delays
-        crashed = [e for e in await engine.recent_events(service="flaky", limit=200) if e["kind"] == "crashed"]
-        assert crashed[0]["data"]["code"] == 3
+        crashed = [e for e in await engine.recent_events(service="flaky", limit=200) if e.kind == "crashed"]
+        assert crashed[0].data["code"] == 3
         # It was escalated with its diagnosis, and the retries go on (nothing gave up, unlike FATAL).
         loop = (await engine.list_incidents(service="flaky", pattern="crash_loop"))[0]
-        assert loop["status"] in ("healing", "escalated")
+        assert loop.status in ("healing", "escalated")
         plan = (await engine.list_plans(status=None))[0]
-        assert plan["fix"] == "notify+backoff" and plan["status"] == "executing"
-        assert engine.runners["flaky"].state in (ServiceState.BACKOFF, ServiceState.STARTING, ServiceState.RUNNING, ServiceState.FAILED)
+        assert plan.fix == "notify+backoff" and plan.status == "executing"
+        assert engine.fleet.runners["flaky"].state in (ServiceState.BACKOFF, ServiceState.STARTING, ServiceState.RUNNING, ServiceState.FAILED)
 
 
 async def test_a_command_that_cannot_start_is_failed_and_retried(tmp_path):
@@ -167,11 +173,11 @@ async def test_a_command_that_cannot_start_is_failed_and_retried(tmp_path):
 
         async def failed():
             events = await engine.recent_events(service="missing")
-            return [e for e in events if e["kind"] == "spawn_failed"]
+            return [e for e in events if e.kind == "spawn_failed"]
 
         events = await async_wait_until(failed, what="spawn failure recorded")
-        assert "No such file" in events[0]["message"]
-        await async_wait_until(lambda: engine.runners["missing"].starts == 0 and engine.runners["missing"].state in (ServiceState.BACKOFF, ServiceState.FAILED))
+        assert "No such file" in events[0].message
+        await async_wait_until(lambda: engine.fleet.runners["missing"].starts == 0 and engine.fleet.runners["missing"].state in (ServiceState.BACKOFF, ServiceState.FAILED))
 
 
 async def test_second_engine_on_one_database_is_refused(tmp_path):
@@ -193,17 +199,17 @@ async def test_scan_records_samples_and_the_real_port_holder(tmp_path):
     )
     async with Engine(config) as engine:
         engine.launch()
-        await async_wait_until(lambda: engine.scans >= 3, what="three scans")
-        sample = engine.samples["web"]
-        pid = engine.runners["web"].pid
+        await async_wait_until(lambda: engine.monitor.scans >= 3, what="three scans")
+        sample = engine.monitor.samples["web"]
+        pid = engine.fleet.runners["web"].pid
         assert sample.process is not None and sample.process.pid == pid and sample.process.rss > 5_000_000
         assert sample.port is not None and sample.port.listening and sample.port.holder_pid == pid
         assert sample.port.holder_is_service is True
         assert sample.health is not None and sample.health.ok and sample.health.status_code == 200
-        await engine.store.write("SELECT 1")  # a barrier: every write queued before it is committed
-        rows = await engine.store.fetch("SELECT count(*) AS n, max(healthy) AS h FROM samples WHERE service = 'web'")
+        await engine.records.store.write("SELECT 1")  # a barrier: every write queued before it is committed
+        rows = await engine.records.store.fetch("SELECT count(*) AS n, max(healthy) AS h FROM samples WHERE service = 'web'")
         assert rows[0]["n"] >= 1 and rows[0]["h"] == 1
-        host = engine.host
+        host = engine.monitor.host
         assert host is not None and 0 <= host.mem_percent <= 100 and host.cpu_count >= 1
 
 
@@ -211,14 +217,14 @@ async def test_retention_prunes_old_samples(tmp_path):
     config = script_fleet(tmp_path, {"idle": {"script": "import time; time.sleep(600)"}})
     async with Engine(config) as engine:
         old = time.time() - 48 * 3600
-        await engine.store.write(
+        await engine.records.store.write(
             "INSERT INTO samples(service, ts, state) VALUES ('idle', ?, 'running')", (old,)
         )
-        await engine.scan()
-        await engine.store.write("SELECT 1")  # everything queued before this is committed
-        rows = await engine.store.fetch("SELECT count(*) AS n FROM samples WHERE ts < ?", (time.time() - 24 * 3600,))
+        await engine.monitor.scan()
+        await engine.records.store.write("SELECT 1")  # everything queued before this is committed
+        rows = await engine.records.store.fetch("SELECT count(*) AS n FROM samples WHERE ts < ?", (time.time() - 24 * 3600,))
         assert rows[0]["n"] == 0
-        rows = await engine.store.fetch("SELECT count(*) AS n FROM samples")
+        rows = await engine.records.store.fetch("SELECT count(*) AS n FROM samples")
         assert rows[0]["n"] == 1
 
 
@@ -226,7 +232,7 @@ async def test_engine_close_leaves_database_consistent(tmp_path):
     config = script_fleet(tmp_path, {"idle": {"script": "import time; time.sleep(600)"}})
     async with Engine(config) as engine:
         engine.launch()
-        await async_wait_until(lambda: engine.runners["idle"].state is ServiceState.RUNNING)
+        await async_wait_until(lambda: engine.fleet.runners["idle"].state is ServiceState.RUNNING)
     db = sqlite3.connect(config.settings.db)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     run = db.execute("SELECT clean_exit, stopped_at FROM engine_runs").fetchone()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 import tomllib
 from collections import Counter
 from importlib.resources import files
@@ -375,19 +374,16 @@ def test_program_problems_are_reported() -> None:
 # -- loading -----------------------------------------------------------------------------------------
 
 
-def test_parse_is_cached_per_process_and_fast() -> None:
+def test_parse_is_cached_per_process() -> None:
+    # How long a cold load and a cached load take is measured by the route benchmark
+    # (catalogue_cold_load_ms, catalogue_cached_load_us), not here.
     modules_mod._parse_catalogue.cache_clear()
-    timings = []
-    for _ in range(3):
-        modules_mod._parse_catalogue.cache_clear()
-        start = time.perf_counter()
-        ModuleRegistry.load()
-        timings.append(time.perf_counter() - start)
-    assert min(timings) < 0.050, f"cold load took {min(timings) * 1000:.1f} ms"
-    start = time.perf_counter()
+    cold = ModuleRegistry.load()
+    assert modules_mod._parse_catalogue.cache_info().misses == 1
     for _ in range(10):
-        ModuleRegistry.load()
-    assert (time.perf_counter() - start) / 10 < 0.005
+        assert ModuleRegistry.load()._modules == cold._modules
+    info = modules_mod._parse_catalogue.cache_info()
+    assert (info.misses, info.hits) == (1, 10), "a load after the first must not parse the catalogue again"
     assert modules_mod._parse_catalogue("aurora_tui.catalogue") is modules_mod._parse_catalogue("aurora_tui.catalogue")
 
 

@@ -12,6 +12,7 @@ from aurora_tui.core.engine import Engine
 from aurora_tui.core.store import SCHEMA_VERSION, Store
 
 from .fleet import script_fleet
+from .helpers import async_wait_until
 
 
 async def test_migrations_and_pragmas(tmp_path):
@@ -112,13 +113,10 @@ async def test_events_stream_over_the_socket(tmp_path):
         client = ControlClient(engine.db_path)
         stream = client.events()
         first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0)  # let the subscription reach the engine before it has anything to say
-        for _ in range(100):
-            if engine._subscribers:
-                break
-            await asyncio.sleep(0.02)
-        await engine.scan()
-        event = await asyncio.wait_for(first, 5)
+        # The subscription must reach the engine before it has anything to say.
+        await async_wait_until(lambda: engine.bus.subscribers, timeout=30, what="the socket's subscription")
+        await engine.monitor.scan()
+        event = await asyncio.wait_for(first, 30)
         assert event.kind == "scan"
         await stream.aclose()
 

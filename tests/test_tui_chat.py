@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
-
 import pytest
 from textual.widget import Widget
 
-from aurora_tui.app import AuroraApp, ChatTurn, confirm_detail
+from aurora_tui.app import AuroraApp, confirm_detail
+from aurora_tui.console_state import ChatTurn
+from aurora_tui.core.api import Reply
 from aurora_tui.core.engine import Engine
 from aurora_tui.screens.chat import ChatScreen
 from aurora_tui.screens.confirm import ConfirmScreen
@@ -78,7 +78,7 @@ async def shown(app: AuroraApp, turn: ChatTurn, *needles: str) -> str:
         got = rendered(view)
         return got if all(n in got for n in needles) else None
 
-    return await async_wait_until(text, timeout=10, what=f"{needles} rendered in the reply")
+    return await async_wait_until(text, timeout=60, what=f"{needles} rendered in the reply")
 
 
 async def send(pilot, text: str) -> None:
@@ -102,7 +102,7 @@ async def test_restart_in_the_chat_pane_asks_first_and_then_restarts_for_real(en
         pane = app.screen.query_one("#chat-pane", ChatView)
 
         # No: the dispatcher is told, drops the request, and nothing happens.
-        before_pid = engine.runners["learning_api"].pid
+        before_pid = engine.fleet.runners["learning_api"].pid
         await send(pilot, "stop learning_api")
         await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         assert app.screen.focused is not None and app.screen.focused.id == "no"
@@ -110,28 +110,28 @@ async def test_restart_in_the_chat_pane_asks_first_and_then_restarts_for_real(en
         assert "SIGTERM" in str(app.screen.query_one("#confirm-detail").content)
         await pilot.press("escape")
         turn = await async_wait_until(lambda: answered(app, "no: Stop learning_api?"), what="the dispatcher's answer to no")
-        assert turn.reply is not None and turn.reply["reply"].startswith("Cancelled: Stop learning_api?")
+        assert turn.reply is not None and turn.reply.reply.startswith("Cancelled: Stop learning_api?")
         await shown(app, turn, "Cancelled", "Nothing was changed")
         asked = answered(app, "stop learning_api")
         assert asked is not None and asked.answer == "no"
         assert "you said no" in rendered(turn_view(app, asked))
-        assert engine.runners["learning_api"].pid == before_pid
+        assert engine.fleet.runners["learning_api"].pid == before_pid
 
         # Yes: a real restart, done by the engine through the reply's token.
-        old_pid = engine.runners["bridge_api"].pid
+        old_pid = engine.fleet.runners["bridge_api"].pid
         old_restarts = await restarts(engine, "bridge_api")
         await send(pilot, "restart brige api")
         await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         assert app.screen.focused is not None and app.screen.focused.id == "no"
         assert "Restart bridge_api?" in str(app.screen.query_one("#confirm-question").content)
         asked = answered(app, "restart brige api")
-        assert asked is not None and asked.reply["confirm"]["token"] and asked.answer is None
+        assert asked is not None and asked.reply is not None and asked.reply.confirm is not None and asked.reply.confirm.token and asked.answer is None
         await shown(app, asked, "Reply yes", "waiting for your answer")
-        assert engine.runners["bridge_api"].pid == old_pid  # nothing happens before the yes
+        assert engine.fleet.runners["bridge_api"].pid == old_pid  # nothing happens before the yes
         await pilot.press("y")
         done = await async_wait_until(lambda: answered(app, "yes: Restart bridge_api?"), timeout=30, what="the restart's reply")
-        assert done.error is None and "restarted" in done.reply["reply"], done
-        new_pid = engine.runners["bridge_api"].pid
+        assert done.error is None and done.reply is not None and "restarted" in done.reply.reply, done
+        new_pid = engine.fleet.runners["bridge_api"].pid
         assert new_pid not in (None, old_pid)
         assert await restarts(engine, "bridge_api") == old_restarts + 1
         text = await shown(app, done, "restarted", str(new_pid))
@@ -145,32 +145,31 @@ async def test_why_after_a_real_crash_names_the_crash_and_its_evidence(engine: E
     app = AuroraApp(engine)
     async with app.run_test(size=(100, 30)) as pilot:
         await fleet_healthy(engine)
-        old = engine.runners["bridge_api"].pid
+        old = engine.fleet.runners["bridge_api"].pid
         os.kill(old, signal.SIGKILL)
 
         async def resolved() -> bool:
             rows = await engine.list_incidents(service="bridge_api", pattern="crashed", limit=1)
-            return bool(rows and rows[0]["resolved_at"])
+            return bool(rows and rows[0].resolved_at)
 
         await async_wait_until(resolved, timeout=30, what="the crash incident resolved")
         await pilot.press("4")
         await async_wait_until(lambda: isinstance(app.screen, ChatScreen))
         await pilot.press("enter")  # into the input
         await send(pilot, "why bridge_api")
-        turn = await async_wait_until(lambda: answered(app, "why bridge_api"), timeout=20, what="the answer")
-        assert turn.reply is not None and turn.reply["action"] == "why" and turn.reply["confirm"] is None
+        turn = await async_wait_until(lambda: answered(app, "why bridge_api"), timeout=60, what="the answer")
+        assert turn.reply is not None and turn.reply.action == "why" and turn.reply.confirm is None
         text = await shown(app, turn, "Process crashed", "SIGKILL", "Evidence")
         assert "killed by SIGKILL" in text and f"pid {old}" in text
         assert "debugging · confidence" in text and "program #61 Error Detection" in text
-        assert f"{turn.reply['score']}/10 ({turn.reply['confidence']:.0%})" in text
+        assert f"{turn.reply.score}/10 ({turn.reply.confidence:.0%})" in text
         assert not isinstance(app.screen, ConfirmScreen)  # nothing to confirm
 
 
 def test_caption_shows_type_score_percentage_and_program():
-    reply: dict[str, Any] = {"type": "debugging", "confidence": 0.95, "score": 10, "program": {"id": 62, "name": "Automatic Repair"}}
+    reply = Reply(reply="", type="debugging", confidence=0.95, score=10, program={"id": 62, "name": "Automatic Repair"})
     assert caption(reply).plain == "debugging · confidence 10/10 (95%) · program #62 Automatic Repair"
-    # An older engine without "score": derived from the confidence like the dispatcher does.
-    assert caption({"type": "general_chat", "confidence": 0.5, "program": None}).plain == \
+    assert caption(Reply(reply="", type="general_chat", confidence=0.5, score=6)).plain == \
         "general chat · confidence 6/10 (50%) · no program"
 
 
@@ -190,10 +189,10 @@ async def test_an_attached_console_confirms_through_the_control_socket(engine: E
     try:
         assert remote.supports("confirm")
         asked = await remote.ask("restart the file server")
-        assert asked["confirm"]["question"] == "Restart file_server?"
-        old = engine.runners["file_server"].pid
-        done = await remote.confirm(asked["confirm"]["token"])
-        assert "restarted" in done["reply"] and engine.runners["file_server"].pid not in (None, old)
-        assert done["usage"]["program:62"] == 1 and "aurora.restart" in done["active_modules"]
+        assert asked.confirm is not None and asked.confirm.question == "Restart file_server?"
+        old = engine.fleet.runners["file_server"].pid
+        done = await remote.confirm(asked.confirm.token)
+        assert "restarted" in done.reply and engine.fleet.runners["file_server"].pid not in (None, old)
+        assert done.usage["program:62"] == 1 and "aurora.restart" in done.active_modules
     finally:
         await remote.close()

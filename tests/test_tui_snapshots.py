@@ -21,7 +21,14 @@ import pytest_textual_snapshot
 from pytest_textual_snapshot import SVGImageExtension
 
 from aurora_tui.app import AuroraApp
-from aurora_tui.core.model import Event, ExitInfo, FleetSnapshot, ServiceStatus
+from aurora_tui.core.api import (
+    ActionResult, BeliefRow, ChaosResult, EngineAPI, EngineInfo, EventRow, HealStats, ImportResult, IncidentRow,
+    PlanRow, Reply, SilenceRow, TimelineEntry, UnsilenceResult,
+)
+from aurora_tui.core.model import Event, ExitInfo, FleetSnapshot, ServiceStatus, from_jsonable
+from aurora_tui.core.remote import Unsupported
+
+from .helpers import async_wait_until
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
@@ -102,8 +109,8 @@ PLANS = [
                   {"level": "L2", "name": "blast radius", "outcome": "warn", "reasons": ["bridge_api depends on learning_api and will see errors for ~30 s"]},
                   {"level": "L3", "name": "history", "outcome": "pass", "reasons": ["this fix worked 4 times out of 5"]}],
      "decision": "wait", "status": "pending", "summary": "learning_api keeps dying within a second of starting: ImportError in the log",
-     "evidence": {"exits": 5, "log": "ImportError: No module named 'numpy'"}, "created_at": NOW - 125, "decided_at": None,
-     "decided_by": None, "grade": None, "comment": "", "reason": None, "outcome": None},
+     "evidence": {"exits": 5, "log": "ImportError: No module named 'numpy'"}, "evidence_at": NOW - 125, "created_at": NOW - 125, "decided_at": None,
+     "decided_by": None, "grade": None, "comment": "", "reason": None, "executed_at": None, "finished_at": None, "outcome": None},
     {"id": 2, "incident_id": 10, "service": "file_server", "pattern": "high_cpu", "fix": "restart",
      "actions": [{"kind": "restart", "target": "file_server", "detail": "graceful restart"}],
      "confidence": 6, "risk": "medium",
@@ -111,72 +118,9 @@ PLANS = [
                   {"level": "L2", "name": "blast radius", "outcome": "pass", "reasons": ["nothing depends on file_server"]},
                   {"level": "L3", "name": "history", "outcome": "skipped", "reasons": ["never tried before"]}],
      "decision": "wait", "status": "verified", "summary": "file_server spins at 95% CPU", "evidence": {"cpu_percent": 95.0},
-     "created_at": NOW - 860, "decided_at": NOW - 800, "decided_by": "operator", "grade": 8, "comment": "", "reason": None,
-     "outcome": "healthy again after 1.2s"},
+     "evidence_at": NOW - 860, "created_at": NOW - 860, "decided_at": NOW - 800, "decided_by": "operator", "grade": 8, "comment": "", "reason": None,
+     "executed_at": NOW - 800, "finished_at": NOW - 798.8, "outcome": "healthy again after 1.2s"},
 ]
-
-
-class FakeFleet:
-    """The engine's async methods over fixed data (snapshots only: the pilot tests use the real engine)."""
-
-    def __init__(self) -> None:
-        self.incidents = copy.deepcopy(INCIDENTS)
-        self.plans = copy.deepcopy(PLANS)
-
-    async def snapshot(self) -> FleetSnapshot:
-        return FleetSnapshot(ts=NOW, services=copy.deepcopy(SERVICES), host=None, last_scan_at=NOW - 4, scans=321,
-                             interval=15.0, engine_pid=4242, db="/var/lib/aurora/aurora.db", config_source="<demo fleet>")
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
-        async def nothing() -> AsyncIterator[Event]:
-            await asyncio.Event().wait()
-            yield Event("never", None, "")
-
-        yield nothing()
-
-    async def restart(self, service: str) -> dict[str, Any]:
-        return {"service": service, "state": "running", "pid": 1, "healthy": True}
-
-    stop_service = start_service = restart
-
-    async def scan_now(self) -> FleetSnapshot:
-        return await self.snapshot()
-
-    async def logs(self, service: str, lines: int = 50) -> list[str]:
-        return [f"2023-11-14 22:1{i % 10}:0{i % 6} {service} INFO request {i} served in {3 + i % 4} ms" for i in range(40)][-lines:]
-
-    async def list_incidents(self, open_only: bool = False, service: str | None = None, pattern: str | None = None,
-                             since: float | None = None, limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
-        rows = [r for r in self.incidents
-                if (not open_only or r["resolved_at"] is None) and (service is None or r["service"] == service)
-                and (pattern is None or r["pattern"] == pattern) and (before_id is None or r["id"] < before_id)]
-        return copy.deepcopy(rows[:limit])
-
-    async def incident(self, incident_id: int) -> dict[str, Any]:
-        row = next(r for r in self.incidents if r["id"] == incident_id)
-        return copy.deepcopy(row) | {"timeline": TIMELINE.get(incident_id, [])}
-
-    async def acknowledge(self, incident_id: int, by: str = "operator") -> dict[str, Any]:
-        row = next(r for r in self.incidents if r["id"] == incident_id)
-        row.update(status="acknowledged", acknowledged_by=by)
-        return await self.incident(incident_id)
-
-    async def heal_stats(self) -> dict[str, Any]:
-        return {"rate": 0.8, "verified": 4, "failed": 1, "pending": 1}
-
-
-class FakeApprovals:
-    async def list_plans(self, status: str | None = "pending", limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
-        return copy.deepcopy([p for p in self.plans if status is None or p["status"] == status][:limit])  # type: ignore[attr-defined]
-
-    async def plan(self, plan_id: int) -> dict[str, Any]:
-        return copy.deepcopy(next(p for p in self.plans if p["id"] == plan_id))  # type: ignore[attr-defined]
-
-    async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> dict[str, Any]:
-        raise AssertionError("snapshots never decide")
-
-    reject = grade = approve
 
 
 # What the fake dispatcher reports with every answer: fixed usage counts and active modules (those of
@@ -190,35 +134,151 @@ ACTIVE_MODULES = [
 USAGE = {"program:61": 3, "program:62": 1, "tier:183": 3, "tier:2": 3, "tier:186": 3, "tier:5": 1} | {f"module:{m}": 3 for m in ACTIVE_MODULES}
 
 
-class FakeChat:
-    async def ask(self, message: str) -> dict[str, Any]:
-        return {
-            "reply": "**learning_api** is in a crash loop: it exits within a second of starting.\n\n"
-                     "- the log says `ImportError: No module named 'numpy'`\n- plan #3 waits for your approval",
-            "type": "debugging", "confidence": 0.86, "score": 9, "program": {"id": 61, "name": "Error Detection"},
-            "tiers": [{"id": 183, "name": "Automatic Error Detection"}], "modules": list(ACTIVE_MODULES), "action": None,
-            "target": None, "confirm": None, "usage": dict(USAGE), "active_modules": list(ACTIVE_MODULES),
-        }
+#: What an engine older than the approval queue does not offer.
+APPROVAL_METHODS = {"list_plans", "plan", "approve", "reject", "grade"}
+#: What an engine without a dispatcher does not offer.
+CHAT_METHODS = {"ask", "confirm"}
 
 
-class FakeEngine(FakeFleet, FakeApprovals, FakeChat):
-    pass
+class FakeEngine(EngineAPI):
+    """The engine's API over fixed data (snapshots only: the pilot tests use the real engine). Without
+    ``approvals`` or ``chat`` it is an older remote engine: it says it does not offer them."""
 
+    def __init__(self, approvals: bool = True, chat: bool = True) -> None:
+        self.incidents = [from_jsonable(IncidentRow, r) for r in copy.deepcopy(INCIDENTS)]
+        self.plans = [from_jsonable(PlanRow, p) for p in copy.deepcopy(PLANS)]
+        self.missing = (set() if approvals else APPROVAL_METHODS) | (set() if chat else CHAT_METHODS)
 
-def fake(approvals: bool = True, chat: bool = True) -> FakeFleet:
-    bases = tuple(b for b, on in ((FakeApprovals, approvals), (FakeChat, chat)) if on)
-    return type("Fake", (FakeFleet, *bases), {})()
+    def supports(self, method: str) -> bool:
+        return super().supports(method) and method not in self.missing
+
+    def _offers(self, method: str) -> None:
+        if method in self.missing:
+            raise Unsupported(f"the engine does not offer {method!r}")
+
+    async def ping(self) -> EngineInfo:
+        return EngineInfo(pid=4242, db="/var/lib/aurora/aurora.db")
+
+    async def snapshot(self) -> FleetSnapshot:
+        return FleetSnapshot(ts=NOW, services=copy.deepcopy(SERVICES), host=None, last_scan_at=NOW - 4, scans=321,
+                             interval=15.0, engine_pid=4242, db="/var/lib/aurora/aurora.db", config_source="<demo fleet>")
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
+        async def nothing() -> AsyncIterator[Event]:
+            await asyncio.Event().wait()
+            yield Event("never", None, "")
+
+        yield nothing()
+
+    async def restart(self, service: str) -> ActionResult:
+        return ActionResult(service=service, state="running", pid=1, healthy=True)
+
+    stop_service = start_service = restart
+
+    async def scan_now(self) -> FleetSnapshot:
+        return await self.snapshot()
+
+    async def chaos(self, fault: str, service: str, params: dict[str, str] | None = None) -> ChaosResult:
+        raise AssertionError("snapshots never inject faults")
+
+    async def logs(self, service: str, lines: int = 50) -> list[str]:
+        return [f"2023-11-14 22:1{i % 10}:0{i % 6} {service} INFO request {i} served in {3 + i % 4} ms" for i in range(40)][-lines:]
+
+    async def recent_events(self, limit: int = 50, service: str | None = None) -> list[EventRow]:
+        return []
+
+    async def list_incidents(self, open_only: bool = False, service: str | None = None, pattern: str | None = None,
+                             since: float | None = None, limit: int = 50, before_id: int | None = None) -> list[IncidentRow]:
+        rows = [r for r in self.incidents
+                if (not open_only or r.is_open) and (service is None or r.service == service)
+                and (pattern is None or r.pattern == pattern) and (before_id is None or r.id < before_id)]
+        return copy.deepcopy(rows[:limit])
+
+    async def incident(self, incident_id: int) -> IncidentRow:
+        row = copy.deepcopy(next(r for r in self.incidents if r.id == incident_id))
+        row.timeline = [from_jsonable(TimelineEntry, e) for e in TIMELINE.get(incident_id, [])]
+        return row
+
+    async def acknowledge(self, incident_id: int, by: str = "operator") -> IncidentRow:
+        row = next(r for r in self.incidents if r.id == incident_id)
+        row.status, row.acknowledged_by = "acknowledged", by
+        return await self.incident(incident_id)
+
+    async def silence(self, service: str, duration_s: float, reason: str = "", by: str = "operator") -> SilenceRow:
+        raise AssertionError("snapshots never silence")
+
+    async def unsilence(self, service: str, by: str = "operator") -> UnsilenceResult:
+        raise AssertionError("snapshots never silence")
+
+    async def silences(self) -> list[SilenceRow]:
+        return []
+
+    async def list_plans(self, status: str | None = "pending", limit: int = 50, before_id: int | None = None) -> list[PlanRow]:
+        self._offers("list_plans")
+        return copy.deepcopy([p for p in self.plans if status is None or p.status == status][:limit])
+
+    async def plan(self, plan_id: int) -> PlanRow:
+        self._offers("plan")
+        return copy.deepcopy(next(p for p in self.plans if p.id == plan_id))
+
+    async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> PlanRow:
+        raise AssertionError("snapshots never decide")
+
+    async def reject(self, plan_id: int, reason: str, by: str = "operator") -> PlanRow:
+        raise AssertionError("snapshots never decide")
+
+    async def grade(self, plan_id: int, grade: int, by: str = "operator") -> PlanRow:
+        raise AssertionError("snapshots never decide")
+
+    async def learning(self) -> list[BeliefRow]:
+        return []
+
+    async def import_learning(self, entries: list[dict[str, Any]]) -> ImportResult:
+        raise AssertionError("snapshots never import")
+
+    async def heal_stats(self) -> HealStats:
+        return HealStats(verified=4, failed=1, rate=0.8, pending=1)
+
+    async def ask(self, message: str, session: str = "default") -> Reply:
+        self._offers("ask")
+        return Reply(
+            reply="**learning_api** is in a crash loop: it exits within a second of starting.\n\n"
+                  "- the log says `ImportError: No module named 'numpy'`\n- plan #3 waits for your approval",
+            type="debugging", confidence=0.86, score=9, program={"id": 61, "name": "Error Detection"},
+            tiers=[{"id": 183, "name": "Automatic Error Detection"}], modules=list(ACTIVE_MODULES), action=None,
+            target=None, confirm=None, usage=dict(USAGE), active_modules=list(ACTIVE_MODULES),
+        )
+
+    async def confirm(self, token: str) -> Reply:
+        raise AssertionError("snapshots never confirm")
 
 
 def app(**kwargs: Any) -> AuroraApp:
-    return AuroraApp(fake(**kwargs), clock=lambda: NOW, blink=False, refresh_every=3600.0)
+    return AuroraApp(FakeEngine(**kwargs), clock=lambda: NOW, blink=False, refresh_every=3600.0)
+
+
+# Workers that follow the engine for as long as their screen lives: never "done", so not waited for.
+FOLLOWERS = frozenset({"engine-events", "engine-snapshot", "service-log", "logs"})
+SETTLE_TIMEOUT = 60.0
 
 
 async def settle(pilot) -> None:
-    """Let the workers bring their (instant, fixed) answers and the screen draw them."""
-    await pilot.pause()
-    await pilot.pause(0.05)
-    await pilot.pause()
+    """Wait until the console is quiet: every short-lived worker has brought its (instant, fixed) answer
+    and two idle frames in a row are the same picture."""
+    app = pilot.app
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    previous = None
+    while True:
+        await pilot.pause()
+        busy = [w for w in app.workers if not w.is_finished and w.group not in FOLLOWERS]
+        frame = None if busy else app.export_screenshot()
+        if frame is not None and frame == previous:
+            return
+        previous = frame
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"the console did not settle within {SETTLE_TIMEOUT:g}s (busy: {[w.name for w in busy]})")
+        await asyncio.sleep(0.01)
 
 
 def fill_history(pilot) -> None:
@@ -298,10 +358,7 @@ async def catalogue_ready(pilot) -> None:
     """The explorer's catalogue is read in a thread: wait for it, so the picture never shows it loading."""
     await settle(pilot)
     pilot.app.load_catalogue()
-    for _ in range(200):
-        if pilot.app.catalogue is not None:
-            break
-        await pilot.pause(0.05)
+    await async_wait_until(lambda: pilot.app.catalogue is not None, timeout=60, what="the catalogue loaded")
     await settle(pilot)
 
 

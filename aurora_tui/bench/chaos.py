@@ -88,7 +88,7 @@ async def clear(t: Trial) -> None:
     for proc in t.helpers:
         _kill_group(proc)
     t.helpers.clear()
-    runner = t.engine.runners[t.service]
+    runner = t.engine.fleet.runners[t.service]
     if runner.alive:
         runner.send_signal(signal.SIGCONT)
         try:
@@ -125,30 +125,30 @@ FAULTS = [
 async def run_trial(fault: Fault, t: Trial) -> dict[str, Any]:
     engine = t.engine
     since = await engine.list_incidents(limit=1)
-    last_id = since[0]["id"] if since else 0
+    last_id = since[0].id if since else 0
     started = time.time()
     await fault.cause(t)
     deadline = time.monotonic() + TRIAL_TIMEOUT
     result: dict[str, Any] = {"fault": fault.name, "service": t.service, "detected": False, "outcome": "failed", "ttd": None, "ttr": None}
     incident = None
     while time.monotonic() < deadline:
-        rows = [r for r in await engine.list_incidents(service=t.service, pattern=fault.pattern, limit=5) if r["id"] > last_id]
+        rows = [r for r in await engine.list_incidents(service=t.service, pattern=fault.pattern, limit=5) if r.id > last_id]
         if rows:
             incident = rows[-1]
             result["detected"] = True
-            result["ttd"] = max(0.0, incident["opened_at"] - started)
+            result["ttd"] = max(0.0, incident.opened_at - started)
             break
         await asyncio.sleep(0.05)
     while incident is not None and time.monotonic() < deadline:
-        row = await engine.incident(incident["id"])
-        plans = [p for p in await engine.list_plans(status=None, limit=20) if p["incident_id"] == incident["id"]]
-        healed_by_aurora = any(p["status"] == "verified" and p["decided_by"] == "guardians" for p in plans)
-        if row["status"] == "resolved" and healed_by_aurora:
+        row = await engine.incident(incident.id)
+        plans = [p for p in await engine.list_plans(status=None, limit=20) if p.incident_id == incident.id]
+        healed_by_aurora = any(p.status == "verified" and p.decided_by == "guardians" for p in plans)
+        if row.status == "resolved" and healed_by_aurora:
             result["outcome"] = "healed" if fault.expect == "heal" else "healed-unexpectedly"
-            result["ttr"] = row["resolved_at"] - started
+            result["ttr"] = row.resolved_at - started
             break
-        asked = any(p["status"] == "pending" for p in plans) or any(p["fix"].startswith("notify") and p["status"] in ("executing", "escalated", "verified") for p in plans)
-        if fault.expect == "escalate" and asked and row["status"] in OPEN + ("resolved",):
+        asked = any(p.status == "pending" for p in plans) or any(p.fix.startswith("notify") and p.status in ("executing", "escalated", "verified") for p in plans)
+        if fault.expect == "escalate" and asked and row.status in OPEN + ("resolved",):
             result["outcome"] = "escalated"
             break
         await asyncio.sleep(0.1)
@@ -170,8 +170,8 @@ async def run_fault(fault: Fault, trials: int, workdir: Path) -> list[dict[str, 
             await wait_healthy(engine)
             await settled(engine, service)
             results.append(await run_trial(fault, Trial(engine, service)))
-        unsafe = await engine.store.fetch("SELECT count(*) AS n FROM actions_log WHERE owned = 0 AND approved_by IS NULL")
-        total = await engine.store.fetch("SELECT count(*) AS n FROM actions_log")
+        unsafe = await engine.records.store.fetch("SELECT count(*) AS n FROM actions_log WHERE owned = 0 AND approved_by IS NULL")
+        total = await engine.records.store.fetch("SELECT count(*) AS n FROM actions_log")
         for r in results:
             r["unsafe_actions"] = 0
         if results:
@@ -179,7 +179,7 @@ async def run_fault(fault: Fault, trials: int, workdir: Path) -> list[dict[str, 
             results[0]["actions"] = total[0]["n"]
     finally:
         for svc in engine.config.services:
-            runner = engine.runners.get(svc.name)
+            runner = engine.fleet.runners.get(svc.name)
             if runner is not None and runner.alive:
                 runner.send_signal(signal.SIGCONT)
         await engine.close()
@@ -189,7 +189,7 @@ async def run_fault(fault: Fault, trials: int, workdir: Path) -> list[dict[str, 
 async def settled(engine: Engine, service: str) -> None:
     """Wait until the service is past its start grace: during it the guardians rightly hold fixes back,
     which would measure the grace, not the healing."""
-    runner = engine.runners[service]
+    runner = engine.fleet.runners[service]
     while runner.alive and (runner.uptime() or 0.0) < runner.config.start_grace:
         await asyncio.sleep(0.1)
 

@@ -173,7 +173,7 @@ class Bench:
             self.engine.launch()
             if self.scenario.before_start is None:
                 await wait_healthy(self.engine)
-                while self.engine.scans < 2:
+                while self.engine.monitor.scans < 2:
                     await asyncio.sleep(0.05)
             started = time.time()
             await self.scenario.cause(self)
@@ -182,17 +182,17 @@ class Bench:
             while time.monotonic() < deadline:
                 rows = await self.engine.list_incidents(service=where, pattern=self.scenario.pattern, limit=1)
                 if rows:
-                    others = {r["pattern"] for r in await self.engine.list_incidents(service=where, limit=50)} - {self.scenario.pattern}
+                    others = {r.pattern for r in await self.engine.list_incidents(service=where, limit=50)} - {self.scenario.pattern}
                     return {
                         "pattern": self.scenario.pattern, "detected": True,
-                        "seconds": round(max(0.0, rows[0]["opened_at"] - started), 2),
-                        "confidence": rows[0]["confidence"], "also": sorted(others),
+                        "seconds": round(max(0.0, rows[0].opened_at - started), 2),
+                        "confidence": rows[0].confidence, "also": sorted(others),
                     }
                 await asyncio.sleep(0.05)
             return {"pattern": self.scenario.pattern, "detected": False, "seconds": None, "confidence": None, "also": []}
         finally:
             for svc in self.engine.config.services:
-                runner = self.engine.runners.get(svc.name)
+                runner = self.engine.fleet.runners.get(svc.name)
                 if runner and runner.alive:
                     runner.send_signal(signal.SIGCONT)
             await self.engine.close()

@@ -18,6 +18,10 @@ differs from the killed one), polled every 5 ms over loopback. Three numbers, me
    supervisord keeps running across trials, and each kill waits until the program has been RUNNING
    and healthy for 1.5 s, so every kill is of a process past ``startsecs``.
 
+Also, under Aurora: how long ``stop_service`` takes on a service frozen with SIGSTOP (a stopped process
+keeps SIGTERM pending until it is continued; Aurora sends SIGCONT after SIGTERM), and how many such stops
+needed the SIGKILL that follows ``stop_timeout`` (5 s here). Fresh engine per trial.
+
 Then the ``startsecs`` experiment, for real: a program that exits 0.2 s after every start. supervisord
 counts each as a failed start and after ``startretries`` puts it in FATAL, where it stays for good;
 Aurora backs off exponentially and keeps retrying.
@@ -45,7 +49,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import psutil
 
@@ -211,14 +215,23 @@ def _aurora_svc(port: int) -> ServiceConfig:
     )
 
 
-async def _aurora_trial(port: int, workdir: Path) -> float | None:
+@contextlib.asynccontextmanager
+async def _aurora_running(port: int, workdir: Path) -> AsyncIterator[Engine]:
+    """An engine supervising the one service, yielded once the service answers steadily."""
     engine = Engine(_aurora_config(workdir, _aurora_svc(port)))
     await engine.open()
     try:
         engine.launch()
         if not await _stable(port, AURORA_SETTLE, time.perf_counter() + STARTUP_TIMEOUT):
             raise RuntimeError(f"svc never answered healthy under Aurora within {STARTUP_TIMEOUT:g}s")
-        pid = engine.runners["svc"].pid
+        yield engine
+    finally:
+        await engine.close()
+
+
+async def _aurora_trial(port: int, workdir: Path) -> float | None:
+    async with _aurora_running(port, workdir) as engine:
+        pid = engine.fleet.runners["svc"].pid
         served = await _served_pid(port)
         if pid is None or served != pid:
             raise RuntimeError(f"Aurora's pid for svc ({pid}) is not the one serving the port ({served})")
@@ -226,8 +239,6 @@ async def _aurora_trial(port: int, workdir: Path) -> float | None:
         os.kill(pid, signal.SIGKILL)
         answered = await _first_healthy(port, killed + RECOVERY_TIMEOUT, not_pid=pid)
         return None if answered is None else answered - killed
-    finally:
-        await engine.close()
 
 
 async def _aurora(trials: int, workdir: Path) -> dict[str, Any]:
@@ -242,13 +253,42 @@ async def _aurora(trials: int, workdir: Path) -> dict[str, Any]:
     return _stats(samples) | {"failed": failed}
 
 
+async def _aurora_stop_frozen_trial(port: int, workdir: Path) -> tuple[float, bool]:
+    """(seconds ``stop_service`` took on a SIGSTOPped service, whether it needed SIGKILL)."""
+    async with _aurora_running(port, workdir) as engine:
+        runner = engine.fleet.runners["svc"]
+        pid = runner.pid
+        if pid is None:
+            raise RuntimeError("svc has no pid under Aurora")
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.perf_counter() + STARTUP_TIMEOUT
+        while psutil.Process(pid).status() != psutil.STATUS_STOPPED:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"svc (pid {pid}) did not take SIGSTOP within {STARTUP_TIMEOUT:g}s")
+            await asyncio.sleep(POLL)
+        started = time.perf_counter()
+        await engine.stop_service("svc", requested_by="benchmark")
+        took = time.perf_counter() - started
+        return took, runner.last_exit is not None and runner.last_exit.signal == "SIGKILL"
+
+
+async def _aurora_stop_frozen(trials: int, workdir: Path) -> dict[str, Any]:
+    port = _free_port()
+    samples, escalated = [], 0
+    for i in range(trials):
+        took, killed = await _aurora_stop_frozen_trial(port, workdir / f"aurora-stop-{i}")
+        samples.append(took)
+        escalated += killed
+    return _stats(samples) | {"escalated": escalated}
+
+
 async def _aurora_flaky(workdir: Path, seconds: float) -> dict[str, Any]:
     svc = ServiceConfig(name="flaky", command=(sys.executable, "-c", FLAKY_CODE), health=HealthCheck("none"),
                         stop_timeout=5.0, restart_delay=RESTART_DELAY)
     engine = Engine(_aurora_config(workdir, svc))
     await engine.open()
     try:
-        runner = engine.runners["flaky"]
+        runner = engine.fleet.runners["flaky"]
         began = time.perf_counter()
         engine.launch()
         starts: list[float] = []
@@ -479,6 +519,7 @@ def run(trials: int = 10, include_supervisord: bool = True, flaky_seconds: float
         work = Path(tmp)
         result["floor"] = asyncio.run(_floor(trials))
         result["aurora"] = asyncio.run(_aurora(trials, work))
+        result["aurora_stop_frozen"] = asyncio.run(_aurora_stop_frozen(trials, work))
         result["aurora_flaky"] = asyncio.run(_aurora_flaky(work / "aurora-flaky", flaky_seconds))
         if include_supervisord:
             version, why = _ensure_supervisor()
@@ -521,6 +562,9 @@ def _report(r: dict[str, Any]) -> str:
         lines.append(f"{'supervisord (kill -9 -> healthy)':<40} skipped: {sup['skipped']}")
     else:
         lines.append(_row(f"supervisord {sup['version']} (kill -9 -> healthy)", sup))
+    frozen = r["aurora_stop_frozen"]
+    lines.append(_row("Aurora stop of a SIGSTOPped service", frozen)
+                 + f"  (needed SIGKILL after stop_timeout: {frozen['escalated']} of {frozen.get('n', 0)})")
     lines.append("")
     if "aurora_over_floor" in r:
         verdict = "met" if r["target_met"] else "NOT met"

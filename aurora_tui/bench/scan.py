@@ -59,11 +59,11 @@ async def measure(size: int, workdir: Path, scans: int = SCANS) -> dict[str, Any
         started = time.perf_counter()
         await engine.start_fleet()
         startup = time.perf_counter() - started
-        await engine.scan()  # warm-up: primes CPU counters and caches
+        await engine.monitor.scan()  # warm-up: primes CPU counters and caches
         healthy = sum(1 for s in (await engine.snapshot()).services if s.healthy)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         for _ in range(scans):
-            await engine.scan()
+            await engine.monitor.scan()
         cpu = (time.process_time() - cpu0) / scans
         wall = (time.perf_counter() - wall0) / scans
         return {

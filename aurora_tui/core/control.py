@@ -1,24 +1,26 @@
 """The control socket: JSON lines over a Unix socket next to the database (``<db>.sock``, mode 0600).
 
 A request is ``{"id": 1, "method": "status", "params": {...}}``; the answer is ``{"id": 1, "ok": true,
-"result": ...}`` or ``{"id": 1, "ok": false, "error": "..."}``. ``subscribe`` turns the connection into a
-stream of ``{"event": {...}}`` lines. The server only dispatches to a fixed table of engine methods;
-nothing a client sends is ever executed.
+"result": ..., "api": 1}`` or ``{"id": 1, "ok": false, "error": "...", "api": 1}``. ``subscribe`` turns the
+connection into a stream of ``{"event": {...}, "api": 1}`` lines. The method table is derived from the
+one declaration of :class:`~aurora_tui.core.api.EngineAPI`; nothing a client sends is ever executed.
+Whatever a client sends, it gets an answer: a bad line is an error answer, never a dropped connection.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
+from .api import API_VERSION, EngineAPI, rpc_methods
 from .model import Event, FleetSnapshot, from_jsonable, to_jsonable
 
-if TYPE_CHECKING:
-    from .engine import Engine
+log = logging.getLogger(__name__)
 
 MAX_LINE = 1 << 20
 # sun_path holds 108 bytes; longer paths are reached through the directory's /proc/self/fd entry.
@@ -51,40 +53,23 @@ def reachable(path: Path):
         os.close(dir_fd)
 
 
+def method_table(engine: EngineAPI) -> dict[str, Callable[..., Awaitable[Any]]]:
+    """Socket method name -> the engine's bound method, for every method EngineAPI declares."""
+    table: dict[str, Callable[..., Awaitable[Any]]] = {}
+    for method in rpc_methods():
+        handler = getattr(engine, method.name)
+        for wire in (method.wire, *method.aliases):
+            table[wire] = handler
+    return table
+
+
 class ControlServer:
-    def __init__(self, engine: "Engine", path: Path) -> None:
+    def __init__(self, engine: EngineAPI, path: Path) -> None:
         self.engine = engine
         self.path = path
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
-        self.methods: dict[str, Callable[..., Awaitable[Any]]] = {
-            "ping": self._ping,
-            "status": self._status,
-            "snapshot": self._status,
-            "restart": engine.restart,
-            "stop": engine.stop_service,
-            "start": engine.start_service,
-            "scan": self._scan,
-            "chaos": engine.chaos,
-            "logs": engine.logs,
-            "events": self._recent_events,
-            "incidents": engine.list_incidents,
-            "incident": engine.incident,
-            "acknowledge": engine.acknowledge,
-            "silence": engine.silence,
-            "unsilence": engine.unsilence,
-            "silences": engine.silences,
-            "plans": engine.list_plans,
-            "plan": engine.plan,
-            "approve": engine.approve,
-            "reject": engine.reject,
-            "grade": engine.grade,
-            "learning": engine.learning,
-            "import_learning": engine.import_learning,
-            "heal_stats": engine.heal_stats,
-            "ask": engine.ask,
-            "confirm": engine.confirm,
-        }
+        self.methods = method_table(engine)
 
     async def start(self) -> None:
         # Only the engine holding the database lock gets here, so a leftover socket file is stale.
@@ -120,8 +105,9 @@ class ControlServer:
                 try:
                     line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    await _send(writer, {"id": None, "ok": False, "error": "request line too long"})
-                    break
+                    # The reader dropped what it had; the rest of the line arrives as its own bad request.
+                    await _send(writer, _error(None, f"request line too long (over {MAX_LINE} bytes)"))
+                    continue
                 if not line:
                     break
                 reply = await self._handle(line)
@@ -140,43 +126,42 @@ class ControlServer:
             request = json.loads(line)
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
-        except ValueError as exc:
-            return {"id": None, "ok": False, "error": f"bad request: {exc}"}
+        except RecursionError:
+            return _error(None, "bad request: nested too deeply")
+        except ValueError as exc:  # includes UnicodeDecodeError
+            return _error(None, f"bad request: {exc}")
         rid = request.get("id")
+        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int)):
+            return _error(None, f"bad request: id must be an integer, got {type(rid).__name__}")
         method = request.get("method")
         params = request.get("params") or {}
         if method == "subscribe":
             return None
         handler = self.methods.get(method) if isinstance(method, str) else None
         if handler is None:
-            return {"id": rid, "ok": False, "error": f"unknown method {method!r}; known: {', '.join(sorted(self.methods))}"}
+            return _error(rid, f"unknown method {method!r}; known: {', '.join(sorted(self.methods))}")
         if not isinstance(params, dict):
-            return {"id": rid, "ok": False, "error": "params must be an object"}
+            return _error(rid, "params must be an object")
         try:
             result = await handler(**params)
         except TypeError as exc:
-            return {"id": rid, "ok": False, "error": f"bad params for {method}: {exc}"}
+            return _error(rid, f"bad params for {method}: {exc}")
         except (KeyError, ValueError, RuntimeError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            return {"id": rid, "ok": False, "error": str(message)}
-        return {"id": rid, "ok": True, "result": to_jsonable(result)}
+            return _error(rid, str(message))
+        except Exception as exc:  # the boundary: a client's request must never take the engine's socket down
+            log.warning("control request %s failed: %r", method, exc)
+            return _error(rid, f"{method} failed: {type(exc).__name__}: {exc}")
+        return {"id": rid, "ok": True, "result": to_jsonable(result), "api": API_VERSION}
 
     async def _stream_events(self, writer: asyncio.StreamWriter) -> None:
         async with self.engine.subscribe() as events:
             async for event in events:
-                await _send(writer, {"event": to_jsonable(event)})
+                await _send(writer, {"event": to_jsonable(event), "api": API_VERSION})
 
-    async def _ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "db": str(self.engine.db_path)}
 
-    async def _status(self) -> FleetSnapshot:
-        return await self.engine.snapshot()
-
-    async def _scan(self) -> FleetSnapshot:
-        return await self.engine.scan_now()
-
-    async def _recent_events(self, limit: int = 50, service: str | None = None) -> list[dict[str, Any]]:
-        return await self.engine.recent_events(limit=limit, service=service)
+def _error(rid: Any, message: str) -> dict[str, Any]:
+    return {"id": rid, "ok": False, "error": message, "api": API_VERSION}
 
 
 async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:

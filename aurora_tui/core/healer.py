@@ -9,31 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 import os
-import signal
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import Any, AsyncIterator, Protocol
 
-import psutil
-
+from .actuators import ActionContext, IdentityMismatch, execute, identify
+from .api import PlanRow
+from .config import Config
 from .diagnose import Diagnosis
+from .events import EventBus
+from .fleet import Fleet
 from .guardians import GuardContext, Judgement, judge
+from .incidents import Change, IncidentBook
 from .learning import Learning
-from .model import Event
+from .model import Event, ServiceStatus
 from .patterns import HOST
 from .plans import Action, FixPlan, ProcessTarget, build_plan
+from .records import Records
 from .store import dumps
 
-if TYPE_CHECKING:
-    from .engine import Engine
+log = logging.getLogger(__name__)
 
 RATE_WINDOW = 300.0
 REJUDGE_EVERY = 1.0
 # Plans tried for one incident before it is left to the operator.
 MAX_ATTEMPTS = 3
-TERMINATE_WAIT = 5.0
 VERIFY_GRACE = 15.0
 VERIFY_POLL = 0.25
 # A fix is verified only once the service has stayed healthy this long: one good answer from a
@@ -41,53 +43,31 @@ VERIFY_POLL = 0.25
 VERIFY_STABLE = 1.0
 # Plans that only tell the operator or tune Aurora itself end "escalated" or "executed", not verified.
 NO_VERIFY = {"notify", "throttle_probes", "rotate_logs"}
-PLAN_FIELDS = (
-    "id, incident_id, service, pattern, fix, actions_json, confidence, risk, verdicts_json, decision, status, summary, "
-    "evidence_json, evidence_at, created_at, decided_at, decided_by, grade, comment, reason, executed_at, finished_at, outcome"
-)
 
 
-class IdentityMismatch(RuntimeError):
-    """The pid no longer belongs to the process the plan was made for."""
+class Observer(Protocol):
+    """What the healer needs to see: fresh probes, a detection pass, and where services stand.
+    The monitor is one; the healer never reaches the engine's facade."""
 
+    async def probe_service(self, name: str) -> None: ...
 
-def plan_row(row: Any) -> dict[str, Any]:
-    data = dict(row)
-    data["actions"] = json.loads(data.pop("actions_json"))
-    data["verdicts"] = json.loads(data.pop("verdicts_json"))
-    data["evidence"] = json.loads(data.pop("evidence_json"))
-    return data
+    def detect_soon(self, name: str) -> None: ...
 
+    def status_of(self, name: str) -> ServiceStatus | None: ...
 
-def identify(pid: int, role: str, owned_pids: set[int]) -> ProcessTarget | None:
-    try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            return ProcessTarget(pid, proc.create_time(), tuple(proc.cmdline()), proc.uids().real, pid in owned_pids, role)
-    except psutil.Error:
-        return None
+    def owned_pids(self) -> set[int]: ...
 
-
-def check_identity(target: ProcessTarget) -> psutil.Process:
-    """The live process, only if it is still the one the plan was made for."""
-    try:
-        proc = psutil.Process(target.pid)
-        same = abs(proc.create_time() - target.create_time) < 0.05 and tuple(proc.cmdline()) == target.cmdline
-    except psutil.NoSuchProcess:
-        raise IdentityMismatch(f"pid {target.pid} is gone") from None
-    except psutil.Error as exc:
-        raise IdentityMismatch(f"pid {target.pid} cannot be inspected: {exc}") from None
-    if not same:
-        raise IdentityMismatch(f"pid {target.pid} now belongs to another program ({' '.join(proc.cmdline())[:80]}); not touched")
-    return proc
+    def exits_seen(self, name: str) -> int: ...
 
 
 class Healer:
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        assert engine.store is not None
-        self.store = engine.store
-        self.learning = Learning(self.store)
+    def __init__(self, config: Config, fleet: Fleet, records: Records, observer: Observer, bus: EventBus) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.records = records
+        self.observer = observer
+        self.bus = bus
+        self._actions = ActionContext(fleet, self._notify)
         self.planned: dict[int, int] = {}  # incident id -> its latest plan id (0: nothing to propose)
         self.attempts: dict[int, int] = {}  # incident id -> plans tried
         self.retry: set[int] = set()  # incidents whose last plan failed and may get another
@@ -99,14 +79,26 @@ class Healer:
         self._lock = asyncio.Lock()
         self.started = time.time()
 
+    @property
+    def incidents(self) -> IncidentBook:
+        return self.records.incidents
+
+    @property
+    def learning(self) -> Learning:
+        return self.records.learning
+
     async def load(self) -> list[int]:
-        """Beliefs, the incident -> plan map, and the ids of approved plans a crash interrupted."""
-        await self.learning.load()
-        rows = await self.store.fetch("SELECT id, incident_id, status FROM plans WHERE incident_id IS NOT NULL ORDER BY id")
-        self.planned = {r["incident_id"]: r["id"] for r in rows}
-        self.pending = {r["id"]: 0.0 for r in rows if r["status"] == "pending"}
-        resume = await self.store.fetch("SELECT id FROM plans WHERE status IN ('approved', 'executing') ORDER BY id")
-        return [r["id"] for r in resume]
+        """The incident -> plan map, and the ids of approved plans a crash interrupted."""
+        self.planned, pending, resume = await self.records.plan_index()
+        self.pending = {plan_id: 0.0 for plan_id in pending}
+        return resume
+
+    async def after_detect(self, changes: list[Change], diagnoses: list[Diagnosis]) -> None:
+        """What a detection pass found: resolved incidents release their waiting plans, the rest get plans."""
+        for change in changes:
+            if change.kind == "resolved" and change.incident_id is not None:
+                await self.incident_resolved(change.incident_id)
+        await self.consider(diagnoses)
 
     async def close(self) -> None:
         for task in list(self.tasks.values()):
@@ -124,8 +116,7 @@ class Healer:
 
     async def consider(self, diagnoses: list[Diagnosis]) -> None:
         """Propose a plan for every open incident that has none yet."""
-        incidents = self.engine.incidents
-        assert incidents is not None
+        incidents = self.incidents
         async with self._lock:
             severity = {"critical": 0, "warning": 1, "info": 2}
             for d in sorted(diagnoses, key=lambda d: severity.get(d.severity, 3)):
@@ -148,22 +139,21 @@ class Healer:
         if now - self.pending.get(plan_id, 0.0) < REJUDGE_EVERY:
             return
         self.pending[plan_id] = now
-        owned = self.engine.owned_pids()
+        owned = self.observer.owned_pids()
         targets = await asyncio.to_thread(self._targets, d, owned)
         plan = build_plan(d, incident_id, targets, now, self.learning.refused_fixes(d.pattern))
         if plan is None or judge(plan, self._context(plan, human=False, owned=owned)).decision != "run":
             return
-        changed = await self.store.update(
-            "UPDATE plans SET status = 'expired', finished_at = ?, outcome = 'superseded: judged again, the guardians let it run' "
-            "WHERE id = ? AND status = 'pending'",
-            (now, plan_id),
+        changed = await self.records.set_plan(
+            plan_id, only_if_status="pending", status="expired", finished_at=now,
+            outcome="superseded: judged again, the guardians let it run",
         )
         self.pending.pop(plan_id, None)
         if changed:
             await self.propose(d, incident_id)
 
     async def propose(self, d: Diagnosis, incident_id: int) -> int | None:
-        owned = self.engine.owned_pids()
+        owned = self.observer.owned_pids()
         targets = await asyncio.to_thread(self._targets, d, owned)
         plan = build_plan(d, incident_id, targets, time.time(), self.learning.refused_fixes(d.pattern))
         if plan is None:
@@ -175,8 +165,7 @@ class Healer:
         plan_id = await self._insert_plan(plan, judgement, status, None if status == "pending" else "guardians", now)
         self.planned[incident_id] = plan_id
         self.attempts[incident_id] = self.attempts.get(incident_id, 0) + 1
-        incidents = self.engine.incidents
-        assert incidents is not None
+        incidents = self.incidents
         verdicts = ", ".join(f"{v.level} {v.outcome}" for v in judgement.verdicts)
         incidents.timeline(incident_id, now, "proposed", f"plan #{plan_id}: {plan.fix} (risk {plan.risk}, confidence {plan.confidence}/10)", {"plan": plan_id})
         incidents.timeline(incident_id, now, "judged", f"{judgement.decision}: {verdicts}", {"plan": plan_id, "reasons": judgement.reasons})
@@ -194,7 +183,7 @@ class Healer:
 
     def _targets(self, d: Diagnosis, owned: set[int]) -> dict[str, list[ProcessTarget]]:
         found: dict[str, list[ProcessTarget]] = {}
-        runner = self.engine.runners.get(d.service)
+        runner = self.fleet.runners.get(d.service)
         if runner is not None and runner.alive and runner.pid is not None:
             leader = identify(runner.pid, "service", owned)
             if leader is not None:
@@ -209,16 +198,15 @@ class Healer:
         return found
 
     def _context(self, plan: FixPlan, human: bool, owned: set[int]) -> GuardContext:
-        engine = self.engine
         now = time.time()
-        svc = engine.config.service(plan.service) if plan.service != HOST else None
-        runner = engine.runners.get(plan.service)
+        settings = self.config.settings
+        svc = self.config.service(plan.service) if plan.service != HOST else None
+        runner = self.fleet.runners.get(plan.service)
         deps_down = tuple(
             dep for dep in (svc.depends_on if svc else ())
-            if (status := engine.status_of(dep)) is not None and not status.healthy
+            if (status := self.observer.status_of(dep)) is not None and not status.healthy
         )
-        incidents = engine.incidents
-        assert incidents is not None
+        incidents = self.incidents
         open_ids = {i.id for i in incidents.open.values()}
         return GuardContext(
             now=now,
@@ -227,18 +215,18 @@ class Healer:
             protected_pids=frozenset({1, os.getpid(), os.getppid()}),
             owned_pids=frozenset(owned),
             human=human,
-            auto_confidence=engine.config.settings.auto_confidence,
-            interval=engine.interval,
+            auto_confidence=settings.auto_confidence,
+            interval=settings.interval,
             recent_actions=self.recent_automatic(plan.service, now - RATE_WINDOW),
             recent_actions_global=self.recent_automatic(None, now - RATE_WINDOW),
             silenced=incidents._silence_for(plan.service, now) is not None,
             started_at=runner.started_at if runner and runner.alive else None,
             start_grace=svc.start_grace if svc else 0.0,
-            short_runs=engine.short_runs(plan.service),
+            short_runs=self.fleet.short_runs(plan.service),
             dependencies_down=deps_down,
             belief=self.learning.get(plan.pattern, plan.fix),
             incident_open=plan.incident_id is None or plan.incident_id in open_ids,
-            auto_heal=engine.config.settings.auto_heal,
+            auto_heal=settings.auto_heal,
         )
 
     async def incident_resolved(self, incident_id: int) -> None:
@@ -247,37 +235,21 @@ class Healer:
         if not plan_id:
             return
         self.pending.pop(plan_id, None)
-        changed = await self.store.update(
-            "UPDATE plans SET status = 'expired', finished_at = ?, outcome = 'the incident cleared before a decision' "
-            "WHERE id = ? AND status = 'pending'",
-            (time.time(), plan_id),
+        changed = await self.records.set_plan(
+            plan_id, only_if_status="pending", status="expired", finished_at=time.time(),
+            outcome="the incident cleared before a decision",
         )
         if changed:
             row = await self.plan(plan_id)
-            await self._emit("plan_finished", row["service"], f"plan #{plan_id} expired: the incident cleared before a decision", plan_id)
+            await self._emit("plan_finished", row.service, f"plan #{plan_id} expired: the incident cleared before a decision", plan_id)
 
     # --- operator decisions ------------------------------------------------------------------------------
 
-    async def plan(self, plan_id: int) -> dict[str, Any]:
-        row = await self.store.fetch_one(f"SELECT {PLAN_FIELDS} FROM plans WHERE id = ?", (int(plan_id),))
-        if row is None:
-            raise KeyError(f"no plan #{plan_id}")
-        return plan_row(row)
-
-    async def list_plans(self, status: str | None = "pending", limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
-        where, params = [], []
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if before_id is not None:
-            where.append("id < ?")
-            params.append(int(before_id))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self.store.fetch(f"SELECT {PLAN_FIELDS} FROM plans {clause} ORDER BY id DESC LIMIT ?", (*params, int(limit)))
-        return [plan_row(r) for r in rows]
+    async def plan(self, plan_id: int) -> PlanRow:
+        return await self.records.plan(plan_id)
 
     @contextlib.asynccontextmanager
-    async def _decision(self, plan_id: int) -> AsyncIterator[dict[str, Any] | None]:
+    async def _decision(self, plan_id: int) -> AsyncIterator[PlanRow | None]:
         """The plan, if it is still pending and no other decision on it is under way; else None.
         This is what makes approving twice (or approving and rejecting at once) act once."""
         if plan_id in self._deciding:
@@ -286,11 +258,11 @@ class Healer:
         self._deciding.add(plan_id)
         try:
             row = await self.plan(plan_id)
-            yield row if row["status"] == "pending" else None
+            yield row if row.status == "pending" else None
         finally:
             self._deciding.discard(plan_id)
 
-    async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> dict[str, Any]:
+    async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> PlanRow:
         plan_id = int(plan_id)
         if grade is not None:
             _check_grade(grade)
@@ -299,19 +271,18 @@ class Healer:
                 return await self.plan(plan_id)
             now = time.time()
             self.pending.pop(plan_id, None)
-            await self.store.write(
-                "UPDATE plans SET status = 'approved', decided_at = ?, decided_by = ?, grade = ?, comment = ? WHERE id = ? AND status = 'pending'",
-                (now, by, grade, comment, plan_id),
+            await self.records.set_plan(
+                plan_id, only_if_status="pending", status="approved", decided_at=now, decided_by=by, grade=grade, comment=comment,
             )
-            if row["incident_id"]:
-                await self._timeline_now(row["incident_id"], now, "approved", f"plan #{plan_id} approved by {by}" + (f": {comment}" if comment else ""), plan_id)
+            if row.incident_id:
+                await self._timeline_now(row.incident_id, now, "approved", f"plan #{plan_id} approved by {by}" + (f": {comment}" if comment else ""), plan_id)
             if grade is not None:
-                await self.learning.record(row["pattern"], row["fix"], "graded", grade)
-            await self._emit("plan_decided", row["service"], f"plan #{plan_id} approved by {by}", plan_id)
-            self._start_approved(plan_id, by)
+                await self.learning.record(row.pattern, row.fix, "graded", grade)
+            await self._emit("plan_decided", row.service, f"plan #{plan_id} approved by {by}", plan_id)
+            self.start_approved(plan_id, by)
         return await self.plan(plan_id)
 
-    async def reject(self, plan_id: int, reason: str, by: str = "operator") -> dict[str, Any]:
+    async def reject(self, plan_id: int, reason: str, by: str = "operator") -> PlanRow:
         plan_id = int(plan_id)
         if not reason or not reason.strip():
             raise ValueError("a rejection needs a reason")
@@ -320,42 +291,37 @@ class Healer:
                 return await self.plan(plan_id)
             now = time.time()
             self.pending.pop(plan_id, None)
-            await self.store.write(
-                "UPDATE plans SET status = 'rejected', decided_at = ?, decided_by = ?, reason = ? WHERE id = ? AND status = 'pending'",
-                (now, by, reason, plan_id),
-            )
-            await self.learning.record(row["pattern"], row["fix"], "rejected")
-            if row["incident_id"]:
-                await self._timeline_now(row["incident_id"], now, "rejected", f"plan #{plan_id} rejected by {by}: {reason}", plan_id)
-                incidents = self.engine.incidents
-                assert incidents is not None
-                await incidents.set_status(row["incident_id"], "open")
-            await self._emit("plan_decided", row["service"], f"plan #{plan_id} rejected by {by}: {reason}", plan_id)
+            await self.records.set_plan(plan_id, only_if_status="pending", status="rejected", decided_at=now, decided_by=by, reason=reason)
+            await self.learning.record(row.pattern, row.fix, "rejected")
+            if row.incident_id:
+                await self._timeline_now(row.incident_id, now, "rejected", f"plan #{plan_id} rejected by {by}: {reason}", plan_id)
+                await self.incidents.set_status(row.incident_id, "open")
+            await self._emit("plan_decided", row.service, f"plan #{plan_id} rejected by {by}: {reason}", plan_id)
         return await self.plan(plan_id)
 
-    async def grade(self, plan_id: int, grade: int, by: str = "operator") -> dict[str, Any]:
+    async def grade(self, plan_id: int, grade: int, by: str = "operator") -> PlanRow:
         _check_grade(grade)
         row = await self.plan(plan_id)
-        if row["status"] in ("pending",):
+        if row.status in ("pending",):
             raise ValueError(f"plan #{plan_id} is still pending: approve it with a grade, or grade it once decided")
-        await self.store.write("UPDATE plans SET grade = ? WHERE id = ?", (int(grade), int(plan_id)))
-        await self.learning.record(row["pattern"], row["fix"], "graded", int(grade))
-        await self._emit("plan_graded", row["service"], f"plan #{plan_id} graded {grade}/10 by {by}", int(plan_id))
+        await self.records.set_plan(plan_id, grade=int(grade))
+        await self.learning.record(row.pattern, row.fix, "graded", int(grade))
+        await self._emit("plan_graded", row.service, f"plan #{plan_id} graded {grade}/10 by {by}", int(plan_id))
         return await self.plan(plan_id)
 
-    def _start_approved(self, plan_id: int, by: str) -> None:
+    def start_approved(self, plan_id: int, by: str | None) -> None:
         task = asyncio.create_task(self._run_approved(plan_id, by), name=f"plan-{plan_id}")
         self.tasks[plan_id] = task
         task.add_done_callback(lambda t, p=plan_id: self.tasks.pop(p, None))
 
-    async def _run_approved(self, plan_id: int, by: str) -> None:
+    async def _run_approved(self, plan_id: int, by: str | None) -> None:
         row = await self.plan(plan_id)
-        plan = FixPlan(row["service"], row["pattern"], row["incident_id"], [Action.from_dict(a) for a in row["actions"]],
-                       row["confidence"], row["summary"], row["evidence"], row["evidence_at"])
+        plan = FixPlan(row.service, row.pattern, row.incident_id, [Action.from_dict(a) for a in row.actions],
+                       row.confidence, row.summary, row.evidence, row.evidence_at)
         # The evidence may be old by now: look again before acting on it.
         if plan.service != HOST:
-            await self.engine.probe_service(plan.service)
-        judgement = judge(plan, self._context(plan, human=True, owned=self.engine.owned_pids()))
+            await self.observer.probe_service(plan.service)
+        judgement = judge(plan, self._context(plan, human=True, owned=self.observer.owned_pids()))
         if judgement.decision != "run":
             status = "expired" if any("no longer open" in r for r in judgement.reasons) else "blocked"
             await self._finish(plan_id, plan, status, "; ".join(judgement.reasons), learn=False)
@@ -365,8 +331,8 @@ class Healer:
     async def run_manual(self, kind: str, service: str, by: str) -> str:
         """An operator's restart, stop or start: judged by the same guardians, recorded as a plan."""
         self.cancel_service(service)
-        runner = self.engine.runners.get(service)
-        owned = self.engine.owned_pids()
+        runner = self.fleet.runners.get(service)
+        owned = self.observer.owned_pids()
         leader = identify(runner.pid, "service", owned) if runner is not None and runner.alive and runner.pid else None
         plan = FixPlan(service, "manual", None, [Action(kind, service, leader if kind == "stop" else None)], 10,
                        f"{kind} {service}, requested by {by}", {}, time.time())
@@ -378,10 +344,10 @@ class Healer:
             raise ValueError(f"the guardians refused to {kind} {service}: {'; '.join(judgement.reasons)}")
         self.busy[service] = plan_id
         try:
-            await self.store.write("UPDATE plans SET executed_at = ? WHERE id = ?", (now, plan_id))
-            result = await self._do(plan.actions[0], plan)
+            await self.records.set_plan(plan_id, executed_at=now)
+            result = await execute(self._actions, plan.actions[0], plan)
             await self._log(plan_id, plan.actions[0], by, result)
-            await self.store.write("UPDATE plans SET status = 'executed', finished_at = ?, outcome = ? WHERE id = ?", (time.time(), result, plan_id))
+            await self.records.set_plan(plan_id, status="executed", finished_at=time.time(), outcome=result)
             return result
         finally:
             if self.busy.get(service) == plan_id:
@@ -399,14 +365,13 @@ class Healer:
         self.busy[service] = plan_id
         try:
             now = time.time()
-            await self.store.write("UPDATE plans SET status = 'executing', executed_at = ? WHERE id = ?", (now, plan_id))
-            incidents = self.engine.incidents
-            assert incidents is not None
+            await self.records.set_plan(plan_id, status="executing", executed_at=now)
+            incidents = self.incidents
             if plan.incident_id:
                 await incidents.set_status(plan.incident_id, "healing")
             for action in plan.actions:
                 try:
-                    result = await self._do(action, plan)
+                    result = await execute(self._actions, action, plan)
                 except (IdentityMismatch, RuntimeError, ValueError, KeyError, OSError) as exc:
                     await self._log(plan_id, action, approved_by, f"failed: {exc}")
                     await self._finish(plan_id, plan, "failed", f"{action.kind} failed: {exc}")
@@ -429,14 +394,13 @@ class Healer:
                 del self.busy[service]
             # Whatever waited while this plan ran (a new incident on the same service) is looked at now.
             if service != HOST:
-                self.engine.detect_soon(service)
+                self.observer.detect_soon(service)
 
     async def _finish(self, plan_id: int, plan: FixPlan, status: str, outcome: str, learn: bool = True) -> None:
         now = time.time()
         if learn and status in ("verified", "failed"):
             await self.learning.record(plan.pattern, plan.fix, "success" if status == "verified" else "failure")
-        incidents = self.engine.incidents
-        assert incidents is not None
+        incidents = self.incidents
         if plan.incident_id:
             open_ids = {i.id for i in incidents.open.values()}
             kind = {"verified": "verified", "failed": "failed", "escalated": "escalated"}.get(status, status)
@@ -452,25 +416,24 @@ class Healer:
             elif status == "expired" and plan.incident_id in open_ids:
                 await incidents.set_status(plan.incident_id, "open")
         # Written last: whoever sees the plan finished also sees its incident's timeline and status.
-        await self.store.write("UPDATE plans SET status = ?, finished_at = ?, outcome = ? WHERE id = ?", (status, now, outcome, plan_id))
+        await self.records.set_plan(plan_id, status=status, finished_at=now, outcome=outcome)
         event = {"verified": "plan_verified", "failed": "plan_failed"}.get(status, "plan_finished")
         await self._emit(event, plan.service, f"plan #{plan_id} {status}: {outcome}", plan_id)
 
     async def _verify(self, plan: FixPlan) -> tuple[bool, str]:
         """Probe until the incident clears and the service is healthy, or the deadline passes."""
-        engine = self.engine
-        svc = engine.config.service(plan.service)
+        observer = self.observer
+        svc = self.config.service(plan.service)
         deadline = time.monotonic() + svc.start_grace + VERIFY_GRACE
         started = time.monotonic()
-        incidents = engine.incidents
-        assert incidents is not None
+        incidents = self.incidents
         healthy_since: float | None = None
-        runner = engine.runners.get(plan.service)
-        exits_before = len(engine.exit_history[plan.service])
+        runner = self.fleet.runners.get(plan.service)
+        exits_before = observer.exits_seen(plan.service)
         while time.monotonic() < deadline:
-            await engine.probe_service(plan.service)
-            status = engine.status_of(plan.service)
-            if len(engine.exit_history[plan.service]) > exits_before and runner is not None and runner.last_exit is not None:
+            await observer.probe_service(plan.service)
+            status = observer.status_of(plan.service)
+            if observer.exits_seen(plan.service) > exits_before and runner is not None and runner.last_exit is not None:
                 return False, f"{plan.service} died again after the fix: {runner.last_exit.describe()}"
             still_open = plan.incident_id is not None and plan.incident_id in {i.id for i in incidents.open.values()}
             if status is not None and status.healthy:
@@ -480,89 +443,32 @@ class Healer:
             else:
                 healthy_since = None
             await asyncio.sleep(VERIFY_POLL)
-        status = engine.status_of(plan.service)
+        status = observer.status_of(plan.service)
         why = "still unhealthy" if status is None or not status.healthy else f"{plan.pattern} persists"
         return False, f"{plan.service} {why} {svc.start_grace + VERIFY_GRACE:.0f}s after the fix"
 
-    async def _do(self, action: Action, plan: FixPlan) -> str:
-        engine = self.engine
-        kind, service = action.kind, action.service
-        if kind == "restart":
-            return await engine.heal_restart(service)
-        if kind == "start":
-            return await engine.heal_start(service)
-        if kind == "stop":
-            await engine.stop_runner(service)
-            return f"{service} stopped"
-        if kind in ("terminate", "free_port"):
-            assert action.target is not None
-            return await self._terminate(action.target, service)
-        if kind == "kill":
-            assert action.target is not None
-            proc = await asyncio.to_thread(check_identity, action.target)
-            proc.send_signal(signal.SIGKILL)
-            return f"SIGKILL sent to pid {action.target.pid}"
-        if kind == "reap_zombies":
-            return await engine.reap_zombies(service)
-        if kind == "backoff":
-            return await engine.backoff_until_stable(service)
-        if kind == "throttle_probes":
-            return engine.throttle_probes(service)
-        if kind == "rotate_logs":
-            return engine.rotate_logs()
-        if kind == "rollback":
-            return await engine.rollback(service)
-        if kind == "notify":
-            return await self._notify(plan)
-        raise ValueError(f"unknown action {kind!r}")
-
-    async def _terminate(self, target: ProcessTarget, service: str | None) -> str:
-        runner = self.engine.runners.get(service) if service else None
-        if runner is not None and runner.alive and runner.pid == target.pid:
-            await asyncio.to_thread(check_identity, target)
-            await self.engine.stop_runner(service)
-            return f"{service} (pid {target.pid}) terminated with its process group"
-        proc = await asyncio.to_thread(check_identity, target)
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGCONT)
-        try:
-            await asyncio.to_thread(proc.wait, TERMINATE_WAIT)
-            return f"pid {target.pid} ended after SIGTERM"
-        except psutil.TimeoutExpired:
-            await asyncio.to_thread(check_identity, target)  # still the same process before forcing it
-            proc.send_signal(signal.SIGKILL)
-            return f"pid {target.pid} ignored SIGTERM for {TERMINATE_WAIT:g}s; SIGKILL sent"
-        except psutil.NoSuchProcess:
-            return f"pid {target.pid} ended after SIGTERM"
-
     async def _notify(self, plan: FixPlan) -> str:
-        incidents = self.engine.incidents
-        assert incidents is not None
-        runner = self.engine.runners.get(plan.service)
+        incidents = self.incidents
+        runner = self.fleet.runners.get(plan.service)
         tail = runner.sink.tail(10) if runner else []
         message = f"{plan.service}: {plan.summary}"
         if plan.incident_id:
             await incidents.set_status(plan.incident_id, "escalated")
             await self._timeline_now(plan.incident_id, time.time(), "escalated", f"escalated to the operator: {plan.summary}", None, {"log_tail": tail})
-        await self.engine.emit_acknowledged(Event("escalated", None if plan.service == HOST else plan.service, message, {"log_tail": tail, "pattern": plan.pattern}))
+        await self.bus.acknowledged(Event("escalated", None if plan.service == HOST else plan.service, message, {"log_tail": tail, "pattern": plan.pattern}))
         return "escalated to the operator"
 
     # --- records -----------------------------------------------------------------------------------------
 
     async def _insert_plan(self, plan: FixPlan, judgement: Judgement, status: str, decided_by: str | None, now: float) -> int:
         """A plan with its judgement, committed before anything acts on it. Pending plans have no decider yet."""
-        plan_id = await self.store.write(
-            "INSERT INTO plans(incident_id, service, pattern, fix, actions_json, confidence, risk, verdicts_json, decision, status, summary, "
-            "evidence_json, evidence_at, created_at, decided_at, decided_by, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                plan.incident_id, plan.service, plan.pattern, plan.fix, dumps([a.to_dict() for a in plan.actions]), plan.confidence,
-                plan.risk, dumps([v.to_dict() for v in judgement.verdicts]), judgement.decision, status, plan.summary,
-                dumps(plan.evidence), plan.evidence_at, now, now if decided_by else None, decided_by, "; ".join(judgement.reasons),
-            ),
-        )
-        assert plan_id is not None
-        return plan_id
+        return await self.records.insert_plan({
+            "incident_id": plan.incident_id, "service": plan.service, "pattern": plan.pattern, "fix": plan.fix,
+            "actions_json": dumps([a.to_dict() for a in plan.actions]), "confidence": plan.confidence, "risk": plan.risk,
+            "verdicts_json": dumps([v.to_dict() for v in judgement.verdicts]), "decision": judgement.decision, "status": status,
+            "summary": plan.summary, "evidence_json": dumps(plan.evidence), "evidence_at": plan.evidence_at, "created_at": now,
+            "decided_at": now if decided_by else None, "decided_by": decided_by, "reason": "; ".join(judgement.reasons),
+        })
 
     def recent_automatic(self, service: str | None, since: float) -> int:
         return sum(1 for ts, svc in self._automatic if ts >= since and (service is None or svc == service))
@@ -571,20 +477,14 @@ class Healer:
         if approved_by is None:
             self._automatic.append((time.time(), action.service or HOST))
         t = action.target
-        await self.store.write(
-            "INSERT INTO actions_log(plan_id, ts, kind, service, target_pid, target_cmd, owned, approved_by, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (plan_id, time.time(), action.kind, action.service, t.pid if t else None, " ".join(t.cmdline) if t else None,
-             None if t is None else int(t.owned), approved_by, result),
-        )
+        target = (t.pid, " ".join(t.cmdline), t.owned) if t is not None else None
+        await self.records.log_action(plan_id, action.kind, action.service, target, approved_by, result)
 
     async def _timeline_now(self, incident_id: int, ts: float, kind: str, message: str, plan_id: int | None, data: dict[str, Any] | None = None) -> None:
-        await self.store.write(
-            "INSERT INTO incident_events(incident_id, ts, kind, message, data_json) VALUES (?, ?, ?, ?, ?)",
-            (incident_id, ts, kind, message, dumps((data or {}) | ({"plan": plan_id} if plan_id else {}))),
-        )
+        await self.records.add_timeline(incident_id, ts, kind, message, (data or {}) | ({"plan": plan_id} if plan_id else {}))
 
     async def _emit(self, kind: str, service: str, message: str, plan_id: int) -> None:
-        await self.engine.emit_acknowledged(Event(kind, None if service == HOST else service, message, {"plan": plan_id}))
+        await self.bus.acknowledged(Event(kind, None if service == HOST else service, message, {"plan": plan_id}))
 
     def stats(self) -> dict[str, Any]:
         return {"busy": dict(self.busy), "planned": len(self.planned)}

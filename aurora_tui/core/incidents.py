@@ -8,13 +8,17 @@ before anyone is told about it.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .api import IncidentRow
 from .diagnose import Diagnosis
 from .patterns import load_patterns
 from .store import Store, dumps
+
+log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("open", "acknowledged", "healing", "awaiting_approval", "escalated")
 INCIDENT_FIELDS = (
@@ -54,10 +58,10 @@ class Change:
     message: str
 
 
-def incident_row(row: Any) -> dict[str, Any]:
+def incident_row(row: Any) -> IncidentRow:
     data = dict(row)
     data["evidence"] = json.loads(data.pop("evidence_json") or "{}")
-    return data
+    return IncidentRow(**data)
 
 
 class IncidentBook:
@@ -228,9 +232,7 @@ class IncidentBook:
 
 def _report(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
-        import sys
-
-        print(f"aurora: incident write failed: {future.exception()!r}", file=sys.stderr)
+        log.error("incident write failed: %r", future.exception())
 
 
 # --- queries (read side, shared by the engine and the CLI) ------------------------------------------------

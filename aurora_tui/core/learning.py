@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from .api import BeliefRow
 from .guardians import Belief
 from .store import Store
 
@@ -84,10 +85,9 @@ class Learning:
             (pattern, fix, b.alpha, b.beta, b.successes, b.failures, b.rejections, time.time()),
         )
 
-    def export(self) -> list[dict[str, Any]]:
+    def export(self) -> list[BeliefRow]:
         return [
-            {"pattern": p, "fix": f, "alpha": b.alpha, "beta": b.beta, "successes": b.successes, "failures": b.failures,
-             "rejections": b.rejections, "mean": round(b.mean, 3), "refused": refused(b)}
+            BeliefRow(p, f, b.alpha, b.beta, b.successes, b.failures, b.rejections, round(b.mean, 3), refused(b))
             for (p, f), b in sorted(self.beliefs.items())
         ]
 

@@ -6,10 +6,13 @@ control socket to an attached console or the CLI.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 
 class ServiceState(StrEnum):
@@ -166,9 +169,6 @@ class Event:
 
 # --- JSON round trips -------------------------------------------------------------------------------
 
-T = TypeVar("T")
-
-
 def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -179,28 +179,27 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-_NESTED: dict[type, dict[str, type]] = {}
+def from_jsonable(cls: Any, data: Any) -> Any:
+    """Rebuild a value of type ``cls`` from ``to_jsonable`` output, guided by type hints: dataclasses
+    (nested ones too), ``list[X]``, ``X | None`` and plain JSON values."""
+    if data is None:
+        return None
+    origin = typing.get_origin(cls)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(cls) if a is not type(None)]
+        return from_jsonable(options[0], data) if len(options) == 1 else data
+    if origin in (list, tuple) and isinstance(data, list):
+        args = typing.get_args(cls)
+        item = args[0] if args else Any
+        return [from_jsonable(item, v) for v in data]
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls) and isinstance(data, dict):
+        hints = _hints(cls)
+        kwargs = {f.name: from_jsonable(hints.get(f.name, Any), data[f.name])
+                  for f in dataclasses.fields(cls) if f.name in data and f.init}
+        return cls(**kwargs)
+    return data
 
 
-def from_jsonable(cls: type[T], data: dict[str, Any]) -> T:
-    """Rebuild a dataclass from ``to_jsonable`` output; nested dataclass fields are named in ``_NESTED``."""
-    nested = _NESTED.get(cls, {})
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        sub = nested.get(f.name)
-        if sub is not None and value is not None:
-            value = [from_jsonable(sub, v) for v in value] if isinstance(value, list) else from_jsonable(sub, value)
-        kwargs[f.name] = value
-    return cls(**kwargs)  # type: ignore[call-arg]
-
-
-_NESTED.update(
-    {
-        ServiceStatus: {"last_exit": ExitInfo},
-        FleetSnapshot: {"services": ServiceStatus, "host": HostSample},
-        ServiceSample: {"process": ProcessFacts, "port": PortFacts, "health": HealthResult},
-    }
-)
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)

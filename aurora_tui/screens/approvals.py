@@ -3,7 +3,7 @@ guardians said; the operator approves, rejects (with a reason) or grades it, and
 arrive on the same screen."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Iterable
 
 from rich.text import Text
 from textual.binding import Binding
@@ -11,6 +11,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from ..console_state import ConsoleState
+from ..core.api import PlanRow
 from ..core.model import Event
 from ..messages import PlanDecided, PlanLoaded, PlansLoaded
 from ..widgets.filter_bar import FilterBar
@@ -18,9 +20,6 @@ from ..widgets.plan_view import PlanView
 from ..widgets.plans_table import PlansTable
 from .base import AuroraScreen, Coalesced
 from .plan_actions import PlanActions
-
-if TYPE_CHECKING:
-    from ..app import ConsoleState
 
 NO_QUEUE = (
     "This engine has no approval queue yet.\n\n"
@@ -92,7 +91,7 @@ class ApprovalsScreen(PlanActions, AuroraScreen):
         except Exception as exc:
             self.post_message(PlansLoaded(query, [], replace=True, error=str(exc)))
         else:
-            self.post_message(PlansLoaded(query, list(plans), replace=True))
+            self.post_message(PlansLoaded(query, plans, replace=True))
 
     async def _fetch_changed(self) -> None:
         ids, self._pending_ids = self._pending_ids, set()
@@ -130,7 +129,7 @@ class ApprovalsScreen(PlanActions, AuroraScreen):
         table = self.query_one(PlansTable)
         plan = message.plan
         # A decided plan stays on screen so its outcome can be watched; new plans join if they match.
-        if table.has_row(str(plan["id"])) or str(plan["id"]) in table.plans or self.status in (None, plan.get("status")):
+        if table.has_row(str(plan.id)) or str(plan.id) in table.plans or self.status in (None, plan.status):
             table.upsert(plan, self.aurora.clock())
         self._status()
         self._show_selected()
@@ -159,7 +158,7 @@ class ApprovalsScreen(PlanActions, AuroraScreen):
             self._pending_ids.add(plan_id)
             self._changes.poke()
 
-    def state_changed(self, state: "ConsoleState") -> None:
+    def state_changed(self, state: ConsoleState) -> None:
         if state.approvals is False and self.supported is not False:
             self.supported = False
             self._show_supported()
@@ -202,7 +201,7 @@ class ApprovalsScreen(PlanActions, AuroraScreen):
 
             self.app.push_screen(PlanDetailScreen(int(event.row_key.value)))
 
-    def current_plan(self) -> dict[str, Any] | None:
+    def current_plan(self) -> PlanRow | None:
         return self.query_one(PlansTable).selected_plan()
 
     def filter_changed(self, text: str) -> None:

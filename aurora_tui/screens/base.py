@@ -1,8 +1,11 @@
 """What every console screen shares: the fleet header, the dockable chat pane, the footer, going back,
-and a way to run engine calls that never overlap."""
+the keys that work everywhere, and a way to run engine calls that never overlap.
+
+Screens reach the app only as a :class:`~aurora_tui.console_state.ConsoleHost` (``self.aurora``), never
+by importing it: the app imports the screens."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,14 +15,29 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Input
 
+from ..console_state import ConsoleHost, ConsoleState
+from ..core.api import EngineAPI
 from ..core.model import Event
 from ..widgets.chat_view import ChatView
 from ..widgets.filter_bar import FilterBar
 from ..widgets.fleet_header import FleetHeader
 from ..widgets.key_footer import KeyFooter
 
-if TYPE_CHECKING:
-    from ..app import AuroraApp, ConsoleState
+SCREENS = Binding.Group("Screens", compact=True)
+
+#: The app's own keys (``AuroraApp.BINDINGS``); here so that the help screen lists them without the app.
+APP_BINDINGS = [
+    Binding("1", "show_mode('services')", "Services", id="app.mode.services", group=SCREENS),
+    Binding("2", "show_mode('incidents')", "Incidents", id="app.mode.incidents", group=SCREENS),
+    Binding("3", "show_mode('approvals')", "Approvals", id="app.mode.approvals", group=SCREENS),
+    Binding("4", "show_mode('chat')", "Chat", id="app.mode.chat", group=SCREENS),
+    Binding("5", "show_mode('explorer')", "Explorer", id="app.mode.explorer", group=SCREENS),
+    Binding("c", "toggle_chat", "Chat", id="app.chat_pane"),
+    # Shown docked at the right of every footer, so it stays visible however narrow the terminal.
+    Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False),
+    # Textual's own ctrl+q would quit without asking: here it is the same as q (shown as q).
+    Binding("ctrl+q", "request_quit", "Quit", id="app.quit_ctrl", show=False),
+]
 
 
 class Coalesced:
@@ -66,11 +84,11 @@ class AuroraScreen(Screen):
     ]
 
     @property
-    def aurora(self) -> "AuroraApp":
-        return self.app  # type: ignore[return-value]
+    def aurora(self) -> ConsoleHost:
+        return cast(ConsoleHost, self.app)
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> EngineAPI:
         return self.aurora.engine
 
     def header_label(self) -> str:
@@ -100,7 +118,7 @@ class AuroraScreen(Screen):
         pane = self.query("#chat-pane")
         return bool(
             len(self.app.screen_stack) > 1
-            or self.aurora._mode_history
+            or self.aurora.has_previous_mode()
             or (bars and (bars[0].value or bars[0].is_open))
             or (pane and not pane.first().has_class("-hidden"))
             or isinstance(self.focused, Input)
@@ -118,7 +136,7 @@ class AuroraScreen(Screen):
         self.query_one(FleetHeader).redraw()
         self.resumed()
 
-    def _state_signal(self, state: "ConsoleState") -> None:
+    def _state_signal(self, state: ConsoleState) -> None:
         self.query_one(FleetHeader).redraw()
         self.state_changed(state)
 
@@ -127,7 +145,7 @@ class AuroraScreen(Screen):
 
     # --- for subclasses ------------------------------------------------------------------------------
 
-    def state_changed(self, state: "ConsoleState") -> None:
+    def state_changed(self, state: ConsoleState) -> None:
         """The console's view of the fleet changed (snapshot, counts, connection)."""
 
     def engine_event(self, event: Event) -> None:

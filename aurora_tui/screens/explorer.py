@@ -12,7 +12,7 @@ with it (usage counts, active modules) comes from the engine with each answer (:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from rich.text import Text
 from textual.binding import Binding
@@ -23,13 +23,12 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from ..console_state import ConsoleState
+from ..core.catalogue import Catalogue
 from ..messages import ExplorerSearched
 from ..widgets.filter_bar import FilterBar
 from .base import AuroraScreen
-from .explorer_sections import KINDS, DispatchStats, Entry, sections
-
-if TYPE_CHECKING:
-    from ..app import ConsoleState
+from .explorer_sections import KINDS, DispatchStats, Entry, Section, sections
 
 #: Seconds of quiet typing before a search starts.
 DEBOUNCE = 0.12
@@ -166,8 +165,8 @@ class ExplorerScreen(AuroraScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.catalogue: Any = None
-        self.sections: dict[str, Any] = {}
+        self.catalogue: Catalogue | None = None
+        self.sections: dict[str, Section] = {}
         self.by_kind: dict[str, list[Entry]] = {}
         self.index: dict[tuple[str, str], Entry] = {}
         self.tab = "pattern"
@@ -176,9 +175,9 @@ class ExplorerScreen(AuroraScreen):
         self.shown: list[Entry] = []
         self.current: Entry | None = None
         self.stats = DispatchStats()
-        self._seen: tuple[Any, Any] = (None, None)
+        self._seen: tuple[dict[str, int] | None, list[str] | None] = (None, None)
         self._debounce: Timer | None = None
-        catalogue = getattr(self.app, "catalogue", None)  # read by the app in a thread; None until then
+        catalogue = self.aurora.catalogue  # read by the app in a thread; None until then
         if catalogue is not None:
             self._use(catalogue)
 
@@ -207,7 +206,7 @@ class ExplorerScreen(AuroraScreen):
                 return False
         return super().check_action(action, parameters)
 
-    def _use(self, catalogue: Any) -> None:
+    def _use(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
         self.sections = sections(catalogue)
         self.by_kind = {kind: section.entries() for kind, section in self.sections.items()}
@@ -223,9 +222,9 @@ class ExplorerScreen(AuroraScreen):
             self._fill()
         self.query_one("#explorer-list").focus()
 
-    def state_changed(self, state: "ConsoleState") -> None:
+    def state_changed(self, state: ConsoleState) -> None:
         if self.catalogue is None:
-            catalogue = getattr(self.app, "catalogue", None)
+            catalogue = self.aurora.catalogue
             if catalogue is None:
                 return
             self._use(catalogue)
@@ -370,7 +369,7 @@ class ExplorerScreen(AuroraScreen):
         self.run_worker(lambda: self._search(catalogue, text), thread=True, group="explorer-search",
                         exclusive=True, exit_on_error=False)
 
-    def _search(self, catalogue: Any, text: str) -> None:
+    def _search(self, catalogue: Catalogue, text: str) -> None:
         """Thread worker: the fuzzy search itself (a few ms over ~1,000 entries)."""
         try:
             hits = [(h.kind, h.id) for h in catalogue.search(text, limit=SEARCH_LIMIT)]

@@ -10,7 +10,7 @@ answer); the explorer passes the latest copy in as :class:`DispatchStats`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -373,7 +373,7 @@ class ModulesSection:
         return Group(*parts)
 
 
-def sections(catalogue: Catalogue) -> dict[str, Any]:
+def sections(catalogue: Catalogue) -> dict[str, Section]:
     """One section per kind, in tab order."""
     made = [PatternsSection(catalogue), ProgramsSection(catalogue), TiersSection(catalogue), ModulesSection(catalogue)]
     return {s.key: s for s in made}

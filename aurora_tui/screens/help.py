@@ -85,13 +85,12 @@ def _rows(bindings: Iterable) -> list[tuple[str, str]]:
 
 
 def sections() -> list[tuple[str, list[tuple[str, str]]]]:
-    from ..app import AuroraApp
     from ..widgets.chat_input import ChatInput
     from ..widgets.incidents_table import IncidentsTable
     from ..widgets.plans_table import PlansTable
     from ..widgets.services_table import ServicesTable
     from .approvals import ApprovalsScreen
-    from .base import AuroraScreen
+    from .base import APP_BINDINGS, AuroraScreen
     from .chat import ChatScreen
     from .confirm import ConfirmScreen
     from .explorer import ExplorerScreen
@@ -104,7 +103,7 @@ def sections() -> list[tuple[str, list[tuple[str, str]]]]:
     from .services import ServicesScreen
 
     return [
-        ("Everywhere", _rows(AuroraScreen.BINDINGS) + _rows(AuroraApp.BINDINGS) + [
+        ("Everywhere", _rows(AuroraScreen.BINDINGS) + _rows(APP_BINDINGS) + [
             ("ctrl+p", "command palette: jump to a service, incident or plan; restart, stop, start, scan now…"),
             ("ctrl+q", "same as q"),
         ]),

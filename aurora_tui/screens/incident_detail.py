@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 
+from ..core.api import IncidentRow
 from ..core.model import Event
 from ..messages import IncidentAcknowledged, IncidentLoaded
 from ..widgets.incident_view import IncidentView
@@ -27,7 +28,7 @@ class IncidentDetailScreen(AuroraScreen):
     def __init__(self, incident_id: int) -> None:
         super().__init__()
         self.incident_id = incident_id
-        self.incident: dict | None = None
+        self.incident: IncidentRow | None = None
         self._load = Coalesced(self, "incident-load", self._fetch)
 
     def header_label(self) -> str:
@@ -67,7 +68,7 @@ class IncidentDetailScreen(AuroraScreen):
             self._load.poke()
 
     def action_acknowledge(self) -> None:
-        if self.incident is not None and self.incident.get("resolved_at") is not None:
+        if self.incident is not None and not self.incident.is_open:
             self.notify(f"Incident #{self.incident_id} is resolved already.", severity="warning")
             return
         self.run_worker(acknowledge(self, self.incident_id), group=f"ack-{self.incident_id}", exit_on_error=False)
@@ -83,7 +84,7 @@ class IncidentDetailScreen(AuroraScreen):
         self.notify(f"Incident #{message.incident_id} acknowledged.")
 
     def _service(self) -> str | None:
-        service = self.incident.get("service") if self.incident else None
+        service = self.incident.service if self.incident else None
         snapshot = self.aurora.snapshot
         if service is None or snapshot is None or snapshot.service(service) is None:
             self.notify("This incident is not about a service Aurora supervises.", severity="warning")

@@ -2,7 +2,8 @@
 hundredth page is as quick as the first and 100,000 incidents open as fast as 10)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+import dataclasses
+from typing import Iterable
 
 from rapidfuzz import fuzz, process
 from rich.text import Text
@@ -10,15 +11,14 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from ..console_state import ConsoleState
+from ..core.api import IncidentRow
 from ..core.model import Event
 from ..core.patterns import load_patterns
 from ..messages import IncidentAcknowledged, IncidentsLoaded
 from ..widgets.filter_bar import FilterBar
-from ..widgets.incidents_table import IncidentsTable, is_open
+from ..widgets.incidents_table import IncidentsTable
 from .base import AuroraScreen, Coalesced
-
-if TYPE_CHECKING:
-    from ..app import ConsoleState
 
 PAGE = 200
 # A burst of changes to more loaded incidents than this reloads the first page instead.
@@ -178,16 +178,16 @@ class IncidentsScreen(AuroraScreen):
         query = self.current_query
         pending, self._pending = self._pending, set()
         new, self._new = self._new, False
-        rows: list[dict[str, Any]] = []
+        rows: list[IncidentRow] = []
         try:
             if new or len(pending) > MAX_SINGLE_FETCHES:
                 rows += await self.engine.list_incidents(open_only=query[0], service=query[1], pattern=query[2], limit=50)
-            seen = {r["id"] for r in rows}
+            seen = {r.id for r in rows}
             for incident_id in sorted(pending)[:MAX_SINGLE_FETCHES]:
                 if incident_id in seen:
                     continue
                 one = await self.engine.list_incidents(limit=1, before_id=incident_id + 1)
-                rows += [r for r in one if r["id"] == incident_id]
+                rows += [r for r in one if r.id == incident_id]
         except Exception as exc:
             self.post_message(IncidentsLoaded(query, [], replace=False, append=False, error=str(exc)))
         else:
@@ -212,13 +212,13 @@ class IncidentsScreen(AuroraScreen):
                 top = max((int(k) for k in table.incidents), default=0)
                 fresh = []
                 for row in message.rows:
-                    key = str(row["id"])
-                    if self.open_only and not is_open(row):
+                    key = str(row.id)
+                    if self.open_only and not row.is_open:
                         if table.has_row(key):
                             table.drop(key)
                         continue
                     # Loaded rows update in place and newer ones go on top; older ones come with their page.
-                    if table.has_row(key) or row["id"] > top:
+                    if table.has_row(key) or row.id > top:
                         fresh.append(row)
                 table.merge(fresh)
         self._status()
@@ -270,7 +270,7 @@ class IncidentsScreen(AuroraScreen):
         if self.is_current:
             self._changes.poke()
 
-    def state_changed(self, state: "ConsoleState") -> None:
+    def state_changed(self, state: ConsoleState) -> None:
         pass
 
     # --- the operator --------------------------------------------------------------------------------
@@ -299,13 +299,13 @@ class IncidentsScreen(AuroraScreen):
         row = self.query_one(IncidentsTable).selected_incident()
         if row is None:
             return
-        if not is_open(row):
-            self.notify(f"Incident #{row['id']} is resolved already.", severity="warning")
+        if not row.is_open:
+            self.notify(f"Incident #{row.id} is resolved already.", severity="warning")
             return
-        if row["status"] == "acknowledged":
-            self.notify(f"Incident #{row['id']} is acknowledged already.")
+        if row.status == "acknowledged":
+            self.notify(f"Incident #{row.id} is acknowledged already.")
             return
-        self.run_worker(acknowledge(self, int(row["id"])), group=f"ack-{row['id']}", exit_on_error=False)
+        self.run_worker(acknowledge(self, row.id), group=f"ack-{row.id}", exit_on_error=False)
 
     def on_incident_acknowledged(self, message: IncidentAcknowledged) -> None:
         message.stop()
@@ -313,12 +313,12 @@ class IncidentsScreen(AuroraScreen):
             self.notify(f"Could not acknowledge #{message.incident_id}: {message.error}", severity="error")
             return
         if message.incident is not None:
-            row = {k: v for k, v in message.incident.items() if k != "timeline"}
-            self.query_one(IncidentsTable).merge([row])
+            # The table keeps list rows: the timeline that came with the incident is not its business.
+            self.query_one(IncidentsTable).merge([dataclasses.replace(message.incident, timeline=[])])
         self.notify(f"Incident #{message.incident_id} acknowledged.")
 
 
-async def acknowledge(node: Any, incident_id: int) -> None:
+async def acknowledge(node: AuroraScreen, incident_id: int) -> None:
     """Worker: acknowledge and post the answer to ``node``."""
     try:
         incident = await node.engine.acknowledge(incident_id)

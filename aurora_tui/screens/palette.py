@@ -3,17 +3,19 @@ action (restart X, stop X, scan now, …). Actions that change the fleet still a
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from ..console_state import ConsoleHost
+from ..core.api import IncidentRow, PlanRow
 from ..widgets.plans_table import action_summary
 
 
 class _Base(Provider):
     @property
-    def aurora(self) -> Any:
-        return self.app
+    def aurora(self) -> ConsoleHost:
+        return cast(ConsoleHost, self.app)
 
     def commands(self) -> list[tuple[str, Callable[[], Any], str]]:
         return []
@@ -42,8 +44,9 @@ class ServiceCommands(_Base):
 
 
 class IncidentCommands(_Base):
+    rows: Sequence[IncidentRow] = ()  # until startup() has read them
+
     async def startup(self) -> None:
-        self.rows: list[dict[str, Any]] = []
         try:
             self.rows = await self.aurora.engine.list_incidents(open_only=True, limit=100)
         except Exception:
@@ -51,14 +54,15 @@ class IncidentCommands(_Base):
 
     def commands(self) -> list[tuple[str, Callable[[], Any], str]]:
         return [
-            (f"Incident #{r['id']} {r['pattern']} on {r['service']}", partial(self.aurora.open_incident, int(r["id"])), str(r.get("summary", ""))[:120])
-            for r in getattr(self, "rows", [])
+            (f"Incident #{r.id} {r.pattern} on {r.service}", partial(self.aurora.open_incident, r.id), r.summary[:120])
+            for r in self.rows
         ]
 
 
 class PlanCommands(_Base):
+    plans: Sequence[PlanRow] = ()  # until startup() has read them
+
     async def startup(self) -> None:
-        self.plans: list[dict[str, Any]] = []
         if not self.aurora.supports("list_plans"):
             return
         try:
@@ -68,9 +72,9 @@ class PlanCommands(_Base):
 
     def commands(self) -> list[tuple[str, Callable[[], Any], str]]:
         out = []
-        for p in getattr(self, "plans", []):
-            actions = action_summary(list(p.get("actions") or []), p.get("service"))
-            out.append((f"Plan #{p['id']} {actions or p.get('pattern')} ({p.get('service')})", partial(self.aurora.open_plan, int(p["id"])), f"pending approval · risk {p.get('risk')} · {str(p.get('summary', ''))[:80]}"))
+        for p in self.plans:
+            actions = action_summary(p.actions, p.service)
+            out.append((f"Plan #{p.id} {actions or p.pattern} ({p.service})", partial(self.aurora.open_plan, p.id), f"pending approval · risk {p.risk} · {p.summary[:80]}"))
         return out
 
 
@@ -100,4 +104,4 @@ class ActionCommands(_Base):
         from .logs import LogsScreen
 
         self.aurora.action_show_mode("services")
-        self.aurora.push_screen(LogsScreen(service))
+        self.app.push_screen(LogsScreen(service))

@@ -1,13 +1,14 @@
 """One fix plan, full screen (`enter` on the approvals screen), updated as its outcome arrives."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 
+from ..core.api import PlanRow
 from ..core.model import Event
 from ..messages import PlanDecided, PlanLoaded
 from ..widgets.plan_view import PlanView
@@ -27,7 +28,7 @@ class PlanDetailScreen(PlanActions, AuroraScreen):
     def __init__(self, plan_id: int) -> None:
         super().__init__()
         self.plan_id = plan_id
-        self.plan: dict[str, Any] | None = None
+        self.plan: PlanRow | None = None
         self._load = Coalesced(self, "plan-load", self._fetch)
 
     def header_label(self) -> str:
@@ -77,5 +78,5 @@ class PlanDetailScreen(PlanActions, AuroraScreen):
         if event.kind.startswith("plan_") and event.data.get("plan") == self.plan_id:
             self._load.poke()
 
-    def current_plan(self) -> dict[str, Any] | None:
+    def current_plan(self) -> PlanRow | None:
         return self.plan

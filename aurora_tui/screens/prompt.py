@@ -2,13 +2,15 @@
 escape cancels; nothing happens until the answer is valid."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
+
+from ..console_state import ConsoleHost
 
 
 class PromptScreen(ModalScreen[str | None]):
@@ -35,7 +37,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         field = self.query_one(Input)
-        if not getattr(self.app, "blink", True):
+        if not cast(ConsoleHost, self.app).blink:
             field.cursor_blink = False
         field.focus()
 

@@ -2,13 +2,14 @@
 latency, its recent incidents and the tail of its output."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from ..console_state import ConsoleState
 from ..core.format import STATE_GLYPHS, bytes_h, duration_h
 from ..core.model import Event, ServiceStatus
 from ..messages import LogsLoaded, ServiceIncidentsLoaded
@@ -18,9 +19,6 @@ from ..widgets.metrics_view import MetricsView
 from ..widgets.services_table import STATE_STYLES, ServiceHistory
 from .base import AuroraScreen, Coalesced
 from .logs import follow_logs
-
-if TYPE_CHECKING:
-    from ..app import ConsoleState
 
 TAIL_LINES = 200
 LOG_REFRESH = 2.0
@@ -89,7 +87,7 @@ class ServiceDetailScreen(AuroraScreen):
         self._incidents.poke()
         self.run_worker(self._follow_logs(), group="service-log", exit_on_error=False)
 
-    def state_changed(self, state: "ConsoleState") -> None:
+    def state_changed(self, state: ConsoleState) -> None:
         status = state.snapshot.service(self.service) if state.snapshot else None
         self.query_one("#service-facts", Static).update(facts_text(status, self.service))
         self.query_one(MetricsView).refresh()

@@ -2,18 +2,16 @@
 RSS and latency (one point per scan) for the sparklines here and the graphs in the details."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable
 
+from ..console_state import ConsoleState
 from ..widgets.filter_bar import FilterBar
 from ..widgets.services_table import ServiceHistory, ServicesTable
 from .base import AuroraScreen
-
-if TYPE_CHECKING:
-    from ..app import ConsoleState
 
 
 class ServicesScreen(AuroraScreen):
@@ -38,7 +36,7 @@ class ServicesScreen(AuroraScreen):
     def main_focus(self) -> Widget:
         return self.query_one(ServicesTable)
 
-    def state_changed(self, state: "ConsoleState") -> None:
+    def state_changed(self, state: ConsoleState) -> None:
         snapshot = state.snapshot
         if snapshot is None:
             return

@@ -1,10 +1,12 @@
 """The chat's input line, with the operator's earlier messages on up and down."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from textual.binding import Binding
 from textual.widgets import Input
+
+from ..console_state import ConsoleHost
 
 
 class ChatInput(Input):
@@ -19,11 +21,11 @@ class ChatInput(Input):
         self._draft = ""
 
     def on_mount(self) -> None:
-        if not getattr(self.app, "blink", True):
+        if not cast(ConsoleHost, self.app).blink:
             self.cursor_blink = False
 
     def _history(self) -> list[str]:
-        return list(getattr(self.app, "chat_inputs", []))
+        return list(cast(ConsoleHost, self.app).chat_inputs)
 
     def action_history(self, step: int) -> None:
         history = self._history()

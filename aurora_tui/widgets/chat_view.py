@@ -3,17 +3,16 @@ screen and the pane that `c` docks beside any other screen; the conversation its
 app, so every view shows the same one."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Markdown, Static
 
+from ..console_state import ChatTurn, ConsoleHost
+from ..core.api import Reply
 from .chat_input import ChatInput
-
-if TYPE_CHECKING:
-    from ..app import ChatTurn
 
 # Turns kept on screen; older ones scroll away for good.
 MAX_TURNS = 100
@@ -24,44 +23,29 @@ UNAVAILABLE = (
 )
 
 
-def score_of(reply: dict[str, Any]) -> int | None:
-    """The 1-10 score: the reply's own, or derived from its 0-1 confidence the way the dispatcher does."""
-    score = reply.get("score")
-    if isinstance(score, (int, float)) and not isinstance(score, bool):
-        return int(score)
-    confidence = reply.get("confidence")
-    if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and 0 <= confidence <= 1:
-        return int(round(1 + 9 * confidence))
-    return None
-
-
-def caption(reply: dict[str, Any]) -> Text:
+def caption(reply: Reply) -> Text:
     """type · confidence 9/10 (95%) · program #62 Automatic Repair"""
-    kind = reply.get("type") or "?"
-    confidence = reply.get("confidence")
-    program = reply.get("program")
+    confidence = reply.confidence
+    program = reply.program
     text = Text(no_wrap=False)
-    text.append(f"{kind}".replace("_", " "), style="bold cyan")
-    score = score_of(reply)
-    if score is not None or isinstance(confidence, (int, float)):
-        text.append(" · confidence ", style="dim")
-        if score is not None:
-            text.append(f"{score}/10", style="bold")
-        if isinstance(confidence, (int, float)) and 0 <= confidence <= 1:
-            text.append(f" ({confidence:.0%})" if score is not None else f"{confidence:.0%}", style="dim")
-    if isinstance(program, dict):
+    text.append((reply.type or "?").replace("_", " "), style="bold cyan")
+    text.append(" · confidence ", style="dim")
+    text.append(f"{reply.score}/10", style="bold")
+    if 0 <= confidence <= 1:
+        text.append(f" ({confidence:.0%})", style="dim")
+    if program is not None:
         text.append(f" · program #{program.get('id')} {program.get('name')}", style="magenta")
     else:
         text.append(" · no program", style="dim")
     return text
 
 
-def confirmation(turn: "ChatTurn") -> Text | None:
+def confirmation(turn: ChatTurn) -> Text | None:
     """The line under a reply that asked for a yes: waiting, or what the operator answered."""
-    confirm = (turn.reply or {}).get("confirm")
-    if not isinstance(confirm, dict):
+    confirm = turn.reply.confirm if turn.reply is not None else None
+    if confirm is None:
         return None
-    question = str(confirm.get("question") or "Go ahead?")
+    question = confirm.question or "Go ahead?"
     text = Text(no_wrap=False)
     if turn.answer is None:
         text.append("⚠ ", style="bold")
@@ -86,7 +70,7 @@ class ChatTurnView(Vertical):
     ChatTurnView > Markdown { margin: 0; padding: 0; }
     """
 
-    def __init__(self, turn: "ChatTurn") -> None:
+    def __init__(self, turn: ChatTurn) -> None:
         super().__init__(id=f"turn-{turn.n}")
         self.turn = turn
 
@@ -99,12 +83,12 @@ class ChatTurnView(Vertical):
             yield Static(Text(turn.error), classes="chat-error")
         elif turn.reply is not None:
             yield Static(caption(turn.reply), classes="chat-caption")
-            yield Markdown(str(turn.reply.get("reply") or "*(empty reply)*"))
+            yield Markdown(turn.reply.reply or "*(empty reply)*")
             asked = confirmation(turn)
             if asked is not None:
                 yield Static(asked, classes="chat-confirm")
 
-    def update_turn(self, turn: "ChatTurn") -> None:
+    def update_turn(self, turn: ChatTurn) -> None:
         self.turn = turn
         self.refresh(recompose=True)
 
@@ -122,7 +106,7 @@ class ChatView(Vertical):
         yield ChatInput(id="chat-input")
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = cast(ConsoleHost, self.app)
         transcript = self.query_one("#chat-transcript", VerticalScroll)
         transcript.mount_all([ChatTurnView(t) for t in app.chat_turns[-MAX_TURNS:]])
         transcript.scroll_end(animate=False)
@@ -131,7 +115,7 @@ class ChatView(Vertical):
         self.sync_availability()
 
     def sync_availability(self) -> None:
-        available = bool(getattr(self.app, "chat_available")())
+        available = cast(ConsoleHost, self.app).chat_available()
         self.query_one("#chat-unavailable").display = not available
         field = self.query_one(ChatInput)
         field.disabled = not available
@@ -141,7 +125,7 @@ class ChatView(Vertical):
         if not field.disabled:
             field.focus()
 
-    def turn_changed(self, turn: "ChatTurn") -> None:
+    def turn_changed(self, turn: ChatTurn) -> None:
         transcript = self.query_one("#chat-transcript", VerticalScroll)
         existing = transcript.query(f"#turn-{turn.n}")
         if existing:
@@ -161,4 +145,4 @@ class ChatView(Vertical):
         field = self.query_one(ChatInput)
         field.value = ""
         field.reset_history()
-        getattr(self.app, "ask")(text)
+        cast(ConsoleHost, self.app).ask(text)

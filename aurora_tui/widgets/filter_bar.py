@@ -2,9 +2,13 @@
 returns to the list, escape clears it."""
 from __future__ import annotations
 
+from typing import cast
+
 from textual import events
 from textual.message import Message
 from textual.widgets import Input
+
+from ..console_state import ConsoleHost
 
 
 class FilterBar(Input):
@@ -37,7 +41,7 @@ class FilterBar(Input):
         super().__init__(placeholder=placeholder, **kwargs)
 
     def on_mount(self) -> None:
-        if not getattr(self.app, "blink", True):
+        if not cast(ConsoleHost, self.app).blink:
             self.cursor_blink = False
 
     @property

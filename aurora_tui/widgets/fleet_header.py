@@ -5,16 +5,14 @@ It fits what it can: long labels when the line has room, short ones at 80 column
 urgent facts are dropped last of all when even those do not fit."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
+from ..console_state import ConsoleHost, ConsoleState
 from ..core.format import duration_h
-
-if TYPE_CHECKING:
-    from ..app import ConsoleState
 
 SEP = " · "
 
@@ -23,7 +21,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def segments(state: "ConsoleState", now: float) -> list[tuple[str, str, str, int]]:
+def segments(state: ConsoleState, now: float) -> list[tuple[str, str, str, int]]:
     """(long, short, style, priority) for each fact; lower priority numbers are dropped last."""
     out: list[tuple[str, str, str, int]] = []
     snap = state.snapshot
@@ -82,7 +80,7 @@ def tabs(label: str, mode: str | None, names: bool) -> Text:
     return text
 
 
-def status_line(state: "ConsoleState", now: float, room: int) -> Text:
+def status_line(state: ConsoleState, now: float, room: int) -> Text:
     parts = segments(state, now)
     # Long labels where there is room; the least urgent facts go short first, then go altogether.
     forms = [0] * len(parts)
@@ -105,7 +103,7 @@ def status_line(state: "ConsoleState", now: float, room: int) -> Text:
     return line
 
 
-def header_line(label: str, state: "ConsoleState", now: float, width: int, mode: str | None = None) -> Text:
+def header_line(label: str, state: ConsoleState, now: float, width: int, mode: str | None = None) -> Text:
     short = tabs(label, mode, names=False)
     status = status_line(state, now, width - len(short) - 1)
     long = tabs(label, mode, names=True)
@@ -134,6 +132,7 @@ class FleetHeader(Static):
         super().__init__("", **kwargs)
         self.label = label
         self.mode = mode
+        self._line: Text | None = None
 
     def on_mount(self) -> None:
         self.redraw()
@@ -146,8 +145,8 @@ class FleetHeader(Static):
         self.redraw()
 
     def redraw(self) -> None:
-        app: Any = self.app
+        app = cast(ConsoleHost, self.app)
         line = header_line(self.label, app.state, app.clock(), self.size.width or 80, self.mode)
-        if line != getattr(self, "_line", None):
+        if line != self._line:
             self._line = line
             self.update(line)

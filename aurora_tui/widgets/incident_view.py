@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from ..core.api import IncidentRow
 from ..core.format import duration_h
 from ..core.patterns import load_patterns
 from .incidents_table import severity_text, status_text
@@ -38,47 +39,46 @@ def evidence_table(evidence: dict[str, Any]) -> Table:
     return table
 
 
-def incident_renderable(incident: dict[str, Any], now: float) -> RenderableType:
-    pattern = load_patterns().get(str(incident.get("pattern")))
+def incident_renderable(incident: IncidentRow, now: float) -> RenderableType:
+    pattern = load_patterns().get(incident.pattern)
     title = Text()
-    title.append(f"#{incident['id']} ", style="bold")
-    title.append(str(incident["pattern"]), style="bold")
+    title.append(f"#{incident.id} ", style="bold")
+    title.append(incident.pattern, style="bold")
     title.append(" on ")
-    title.append(str(incident["service"]), style="bold cyan")
+    title.append(incident.service, style="bold cyan")
     if pattern:
         title.append(f" — {pattern.title}", style="italic")
 
     facts = Text()
-    facts.append_text(status_text(str(incident["status"])))
+    facts.append_text(status_text(incident.status))
     facts.append(" · ")
-    facts.append_text(severity_text(str(incident.get("severity", ""))))
-    facts.append(f" · confidence {incident.get('confidence')}/10 · seen {incident.get('count', 1)}×")
-    facts.append(f" · opened {clock_h(incident.get('opened_at'))} ({duration_h(now - float(incident['opened_at']))} ago)")
-    if incident.get("detect_seconds") is not None:
-        facts.append(f" · detected in {float(incident['detect_seconds']):.1f}s")
-    if incident.get("recover_seconds"):
-        facts.append(f" · recovered after {float(incident['recover_seconds']):.1f}s")
-    if incident.get("acknowledged_by"):
-        facts.append(f" · acknowledged by {incident['acknowledged_by']}")
-    if incident.get("caused_by"):
-        facts.append(f" · caused by incident #{incident['caused_by']}", style="magenta")
+    facts.append_text(severity_text(incident.severity))
+    facts.append(f" · confidence {incident.confidence}/10 · seen {incident.count}×")
+    facts.append(f" · opened {clock_h(incident.opened_at)} ({duration_h(now - incident.opened_at)} ago)")
+    if incident.detect_seconds is not None:
+        facts.append(f" · detected in {incident.detect_seconds:.1f}s")
+    if incident.recover_seconds:
+        facts.append(f" · recovered after {incident.recover_seconds:.1f}s")
+    if incident.acknowledged_by:
+        facts.append(f" · acknowledged by {incident.acknowledged_by}")
+    if incident.caused_by:
+        facts.append(f" · caused by incident #{incident.caused_by}", style="magenta")
 
-    summary = Text(str(incident.get("summary", "")))
+    summary = Text(incident.summary)
 
     timeline = Table.grid(padding=(0, 1))
     timeline.add_column(no_wrap=True, style="dim")
     timeline.add_column(no_wrap=True)
     timeline.add_column(overflow="fold")
-    for entry in incident.get("timeline", []):
-        kind = str(entry.get("kind", ""))
-        timeline.add_row(clock_h(entry.get("ts")), Text(kind, style=TIMELINE_STYLES.get(kind, "")), str(entry.get("message", "")))
-    if not incident.get("timeline"):
+    for entry in incident.timeline:
+        timeline.add_row(clock_h(entry.ts), Text(entry.kind, style=TIMELINE_STYLES.get(entry.kind, "")), entry.message)
+    if not incident.timeline:
         timeline.add_row("", "", Text("no timeline entries", style="dim"))
 
     parts: list[RenderableType] = [
         title, facts, Text(""), summary, Text(""),
         Text("Timeline", style="bold underline"), timeline, Text(""),
-        Text("Evidence", style="bold underline"), evidence_table(incident.get("evidence") or {}),
+        Text("Evidence", style="bold underline"), evidence_table(incident.evidence),
     ]
     if pattern is not None:
         about = Table.grid(padding=(0, 1))
@@ -93,5 +93,5 @@ def incident_renderable(incident: dict[str, Any], now: float) -> RenderableType:
 
 
 class IncidentView(Static):
-    def show(self, incident: dict[str, Any], now: float) -> None:
+    def show(self, incident: IncidentRow, now: float) -> None:
         self.update(incident_renderable(incident, now))

@@ -2,12 +2,14 @@
 loaded so far; it says when the operator is near the end so the next page can be read."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 
+from ..console_state import ConsoleHost
+from ..core.api import IncidentRow
 from .age import age_h
 from .responsive_table import Col, ResponsiveTable
 
@@ -45,21 +47,17 @@ def status_text(status: str) -> Text:
     return Text(label, style=style)
 
 
-def is_open(row: dict[str, Any]) -> bool:
-    return row.get("resolved_at") is None
-
-
-def incident_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
+def incident_cells(row: IncidentRow, now: float) -> dict[str, Any]:
     return {
-        "id": Text(str(row["id"]), justify="right"),
-        "age": age_h(max(0.0, now - float(row["opened_at"]))),
-        "severity": severity_text(str(row.get("severity", ""))),
-        "pattern": Text(str(row["pattern"]), style="bold" if is_open(row) else ""),
-        "service": str(row["service"]),
-        "confidence": f"{row.get('confidence', '?')}/10",
-        "status": status_text(str(row["status"])),
-        "count": str(row.get("count", 1)),
-        "summary": Text(str(row.get("summary", "")), style="dim" if not is_open(row) else ""),
+        "id": Text(str(row.id), justify="right"),
+        "age": age_h(max(0.0, now - row.opened_at)),
+        "severity": severity_text(row.severity),
+        "pattern": Text(row.pattern, style="bold" if row.is_open else ""),
+        "service": row.service,
+        "confidence": f"{row.confidence}/10",
+        "status": status_text(row.status),
+        "count": str(row.count),
+        "summary": Text(row.summary, style="dim" if not row.is_open else ""),
     }
 
 
@@ -73,31 +71,31 @@ class IncidentsTable(ResponsiveTable):
     class NearEnd(Message):
         """The cursor or the scroll position is close to the last loaded row."""
 
-    def __init__(self, clock: Any = None, **kwargs: Any) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.incidents: dict[str, dict[str, Any]] = {}
+        self.incidents: dict[str, IncidentRow] = {}
         self._clock = clock
 
     def now(self) -> float:
-        return (self._clock or getattr(self.app, "clock"))()
+        return (self._clock or cast(ConsoleHost, self.app).clock)()
 
     def after_relayout(self) -> None:
         self.sort_newest_first()
 
 
-    def replace(self, rows: Iterable[dict[str, Any]]) -> None:
+    def replace(self, rows: Iterable[IncidentRow]) -> None:
         self.incidents.clear()
         self.clear_rows()
         self.merge(rows, append=True)
         if self.row_count:
             self.move_cursor(row=0, animate=False)
 
-    def merge(self, rows: Iterable[dict[str, Any]], append: bool = False) -> None:
+    def merge(self, rows: Iterable[IncidentRow], append: bool = False) -> None:
         """Update loaded rows in place; add new ones. Rows newer than the top are put on top."""
         now = self.now()
         resort = False
         for row in rows:
-            key = str(row["id"])
+            key = str(row.id)
             self.incidents[key] = row
             added = self.set_row(key, incident_cells(row, now))
             resort |= added and not append
@@ -111,7 +109,7 @@ class IncidentsTable(ResponsiveTable):
     def oldest_id(self) -> int | None:
         return min((int(k) for k in self.incidents), default=None)
 
-    def selected_incident(self) -> dict[str, Any] | None:
+    def selected_incident(self) -> IncidentRow | None:
         key = self.selected_key
         return self.incidents.get(key) if key else None
 
@@ -123,7 +121,7 @@ class IncidentsTable(ResponsiveTable):
             row = self.incidents.get(key)
             if row is None:
                 continue
-            age = age_h(max(0.0, now - float(row["opened_at"])))
+            age = age_h(max(0.0, now - row.opened_at))
             values = self.values(key)
             if values is not None and str(values.get("age")) != age:
                 self.set_row(key, {**values, "age": age})

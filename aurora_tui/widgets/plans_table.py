@@ -7,6 +7,7 @@ from typing import Any, Iterable
 from rich.text import Text
 from textual.binding import Binding
 
+from ..core.api import PlanRow
 from .age import age_h
 from .responsive_table import Col, ResponsiveTable
 
@@ -71,19 +72,19 @@ def action_summary(actions: list[dict[str, Any]], service: str | None = None) ->
     return f"{kinds} {other}" if other else kinds
 
 
-def plan_cells(plan: dict[str, Any], now: float) -> dict[str, Any]:
-    created = plan.get("created_at")
+def plan_cells(plan: PlanRow, now: float) -> dict[str, Any]:
+    created = plan.created_at
     return {
-        "id": Text(str(plan["id"]), justify="right"),
-        "age": age_h(max(0.0, now - float(created))) if created else "-",
-        "service": str(plan.get("service", "")),
-        "action": action_summary(list(plan.get("actions") or []), plan.get("service")),
-        "pattern": str(plan.get("pattern", "")),
-        "risk": Text(str(plan.get("risk", "?")), style=RISK.get(str(plan.get("risk")), "")),
-        "confidence": f"{plan.get('confidence', '?')}/10",
-        "verdicts": verdict_glyphs(plan.get("verdicts") or []),
-        "decision": Text(str(plan.get("decision", "")), style=DECISION.get(str(plan.get("decision")), "")),
-        "status": Text(str(plan.get("status", "")), style=PLAN_STATUS.get(str(plan.get("status")), "")),
+        "id": Text(str(plan.id), justify="right"),
+        "age": age_h(max(0.0, now - created)) if created else "-",
+        "service": plan.service,
+        "action": action_summary(plan.actions, plan.service),
+        "pattern": plan.pattern,
+        "risk": Text(plan.risk, style=RISK.get(plan.risk, "")),
+        "confidence": f"{plan.confidence}/10",
+        "verdicts": verdict_glyphs(plan.verdicts),
+        "decision": Text(plan.decision, style=DECISION.get(plan.decision, "")),
+        "status": Text(plan.status, style=PLAN_STATUS.get(plan.status, "")),
     }
 
 
@@ -96,28 +97,28 @@ class PlansTable(ResponsiveTable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.plans: dict[str, dict[str, Any]] = {}
+        self.plans: dict[str, PlanRow] = {}
         self.text_filter = ""
 
-    def matches(self, plan: dict[str, Any]) -> bool:
+    def matches(self, plan: PlanRow) -> bool:
         if not self.text_filter:
             return True
-        haystack = " ".join(str(plan.get(k, "")) for k in ("service", "pattern", "summary", "status", "risk")).lower()
-        haystack += " " + " ".join(str(a.get("kind", "")) for a in plan.get("actions") or []).lower()
+        haystack = " ".join((plan.service, plan.pattern, plan.summary, plan.status, plan.risk)).lower()
+        haystack += " " + " ".join(str(a.get("kind", "")) for a in plan.actions).lower()
         return all(word in haystack for word in self.text_filter.lower().split())
 
     def after_relayout(self) -> None:
         self.sort_newest_first()
 
 
-    def replace(self, plans: Iterable[dict[str, Any]], now: float) -> None:
-        self.plans = {str(p["id"]): p for p in plans}
+    def replace(self, plans: Iterable[PlanRow], now: float) -> None:
+        self.plans = {str(p.id): p for p in plans}
         self.clear_rows()
         self._render_all(now)
 
-    def upsert(self, plan: dict[str, Any], now: float) -> None:
-        self.plans[str(plan["id"])] = plan
-        key = str(plan["id"])
+    def upsert(self, plan: PlanRow, now: float) -> None:
+        key = str(plan.id)
+        self.plans[key] = plan
         if self.matches(plan):
             if self.set_row(key, plan_cells(plan, now)):
                 self.sort_newest_first()
@@ -142,6 +143,6 @@ class PlansTable(ResponsiveTable):
         elif self.row_count:
             self.move_cursor(row=0, animate=False)
 
-    def selected_plan(self) -> dict[str, Any] | None:
+    def selected_plan(self) -> PlanRow | None:
         key = self.selected_key
         return self.plans.get(key) if key else None

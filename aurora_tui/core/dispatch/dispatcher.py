@@ -1,12 +1,10 @@
 """The dispatcher: one operator message in, one Markdown answer out, backed by a real engine.
 
 ``await Dispatcher(engine).ask(message, session)`` routes the message (:mod:`.router`), answers it from the
-engine's public API or from the catalogue's guidance (:mod:`.replies`), and returns::
-
-    {"reply": markdown, "type": str, "confidence": float, "score": int (1-10),
-     "program": {"id", "name"} | None, "tiers": [{"id", "name"}], "modules": [str],
-     "action": str | None, "target": str | None, "confirm": {"token", "question"} | None,
-     "usage": {"program:<id>" | "tier:<id>" | "module:<id>": int}, "active_modules": [str]}
+engine's public API (:mod:`.replies`) or from the catalogue's guidance (:mod:`.guidance`), and returns a
+:class:`~aurora_tui.core.api.Reply`: the Markdown ``reply``, its ``type``, ``confidence`` and ``score``
+(1-10), the ``program`` / ``tiers`` / ``modules`` that answered, the command's ``action`` and ``target``,
+``confirm`` (a :class:`~aurora_tui.core.api.Confirmation` or ``None``), ``usage`` and ``active_modules``.
 
 ``usage`` counts, since this dispatcher was made, how often each program, tier and module answered a
 routed message; ``active_modules`` are the modules active in the dispatcher's own
@@ -19,19 +17,20 @@ Rules that never bend:
   explanation.  Fleet commands are parsed into (action, target) and carried out only through the
   engine's API (``restart``, ``stop_service``, ``start_service``, ``approve``, ``reject``, ``grade``,
   ``silence``), which goes through Aurora's guardians.
-* **Anything that changes the fleet waits for a yes.**  The reply carries ``confirm = {token, question}``
+* **Anything that changes the fleet waits for a yes.**  The reply carries ``confirm = Confirmation(token, question)``
   and the action is remembered per session (one at a time, :data:`CONFIRM_TTL` seconds).  ``yes`` / ``y``
   / ``confirm`` in that session, or :meth:`Dispatcher.confirm` with the token, performs it; ``no`` /
   ``cancel`` drops it.  A new fleet-changing request replaces the pending one.
-* **ask never raises** for any input: every failure becomes a helpful answer.  Nothing is printed.
+* **ask never raises** for any input: every failure becomes a helpful answer (and is logged).  Nothing is printed.
 
-The engine is anything with the async API of :class:`~aurora_tui.core.engine.Engine` (an in-process
-engine or :class:`~aurora_tui.core.remote.RemoteEngine`).  No Textual here.
+The engine is any :class:`~aurora_tui.core.api.EngineAPI` (the in-process
+:class:`~aurora_tui.core.engine.Engine` or :class:`~aurora_tui.core.remote.RemoteEngine`).  No Textual here.
 """
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 import secrets
 import time
@@ -39,15 +38,20 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
+from ..api import ActionResult, Confirmation, EngineAPI, IncidentRow, PlanRow, Reply, SilenceRow
 from ..catalogue import Catalogue, Program, Tier
+from ..model import FleetSnapshot, ServiceStatus
 from ..modules import ModuleError, ModuleRegistry
-from ..patterns import HOST
+from ..patterns import HOST, Pattern
 from . import replies
-from .commands import PATTERN_IDS, PATTERN_PHRASES, resolve_service
+from .guidance import guidance
+from .names import PATTERN_IDS, PATTERN_PHRASES, resolve_service
 from .detector import MAX_CHARS, ConversationDetector
 from .router import Route, route, warm
 
 __all__ = ["CONFIRM_TTL", "Dispatcher"]
+
+log = logging.getLogger(__name__)
 
 #: Seconds a pending confirmation stays valid.
 CONFIRM_TTL = 120.0
@@ -87,13 +91,13 @@ class Pending:
 class _Answer:
     reply: str
     route: Route
-    confirm: dict[str, str] | None = None
+    confirm: Confirmation | None = None
     footer: bool = True
 
 
 @dataclass
 class Dispatcher:
-    engine: Any
+    engine: EngineAPI
     catalogue: Catalogue = field(default_factory=Catalogue.load)
     clock: Callable[[], float] = time.monotonic
     ttl: float = CONFIRM_TTL
@@ -108,7 +112,7 @@ class Dispatcher:
 
     # -- the public API --------------------------------------------------------------------------------
 
-    async def ask(self, message: Any, session: str = "default") -> dict[str, Any]:
+    async def ask(self, message: Any, session: str = "default") -> Reply:
         """Answer one message.  Never raises (except cancellation); never acts without a confirmation."""
         session = session if isinstance(session, str) else str(session)
         try:
@@ -118,12 +122,13 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the boundary: whatever went wrong, the operator gets an answer
+            log.exception("answering a chat message (session %s) failed", session)
             fallback = Route(type="general_chat", confidence=0.0, why="because answering failed.")
             return self._result(_Answer(
                 f"Something went wrong while answering that ({replies.md_escape(type(exc).__name__)}: "
                 f"{replies.md_escape(exc, 200)}). Nothing was changed. Try **help**.", fallback, footer=False))
 
-    async def confirm(self, token: str) -> dict[str, Any]:
+    async def confirm(self, token: str) -> Reply:
         """Carry out the pending action with this token (from any session).  Never raises."""
         try:
             self._expire()
@@ -137,6 +142,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            log.exception("a confirmation failed")
             r = Route(type="question_answering", confidence=0.0, why="because a confirmation arrived.")
             return self._result(_Answer(f"The confirmation failed ({replies.md_escape(exc, 200)}).", r, footer=False))
 
@@ -144,10 +150,10 @@ class Dispatcher:
         """Drop the session's pending action.  True if there was one."""
         return self._pending.pop(session, None) is not None
 
-    def pending(self, session: str = "default") -> dict[str, str] | None:
+    def pending(self, session: str = "default") -> Confirmation | None:
         self._expire()
         p = self._pending.get(session)
-        return {"token": p.token, "question": p.question} if p else None
+        return Confirmation(p.token, p.question) if p else None
 
     def stats(self) -> dict[str, Any]:
         """Usage counts, the active modules (in the order they became active) and refused activations."""
@@ -171,7 +177,7 @@ class Dispatcher:
 
     # -- the answer ------------------------------------------------------------------------------------
 
-    def _result(self, a: _Answer) -> dict[str, Any]:
+    def _result(self, a: _Answer) -> Reply:
         r = a.route
         reply = a.reply
         if a.footer:
@@ -180,35 +186,34 @@ class Dispatcher:
                 direct = self.catalogue.modules.programs().get(str(r.program["id"]), ())
             reply = replies.with_footer(reply, r, direct)
         confidence = min(max(float(r.confidence), 0.0), 1.0)
-        return {
-            "reply": reply,
-            "type": r.type,
-            "confidence": confidence,
-            "score": int(round(1 + 9 * confidence)),
-            "program": dict(r.program) if r.program else None,
-            "tiers": [dict(t) for t in r.tiers],
-            "modules": list(r.modules),
-            "action": r.action,
-            "target": r.target,
-            "confirm": a.confirm,
-            "usage": dict(self.usage),
-            "active_modules": self.registry.active(),
-        }
+        return Reply(
+            reply=reply,
+            type=r.type,
+            confidence=confidence,
+            score=int(round(1 + 9 * confidence)),
+            program=dict(r.program) if r.program else None,
+            tiers=[dict(t) for t in r.tiers],
+            modules=list(r.modules),
+            action=r.action,
+            target=r.target,
+            confirm=a.confirm,
+            usage=dict(self.usage),
+            active_modules=self.registry.active(),
+        )
 
     def _expire(self) -> None:
         now = self.clock()
         for key in [k for k, p in self._pending.items() if p.expires <= now]:
             del self._pending[key]
 
-    async def _services(self) -> tuple[list[str], Any]:
+    async def _services(self) -> tuple[list[str], FleetSnapshot | None]:
         """The live service names (for fuzzy matching) and the snapshot they came from."""
         try:
             snap = await self.engine.snapshot()
-        except Exception:
-            config = getattr(self.engine, "config", None)
-            names = [s.name for s in getattr(config, "services", ())] if config else []
-            return names, None
-        return [str(replies._get(s, "name")) for s in replies._get(snap, "services") or []], snap
+        except Exception:  # an unreachable engine: the message is still answered, without live names
+            log.warning("could not read the fleet for a chat message", exc_info=True)
+            return [], None
+        return [s.name for s in snap.services], snap
 
     async def _ask(self, text: str, session: str) -> _Answer:
         self._expire()
@@ -255,7 +260,8 @@ class Dispatcher:
 
     # -- commands --------------------------------------------------------------------------------------
 
-    async def _command(self, r: Route, text: str, session: str, names: list[str], snap: Any) -> _Answer:
+    async def _command(self, r: Route, text: str, session: str, names: list[str],
+                       snap: FleetSnapshot | None) -> _Answer:
         action, target, args = r.action, r.target, r.args
         now = time.time()
         if action == "help":
@@ -264,8 +270,8 @@ class Dispatcher:
             try:
                 return _Answer(replies.pattern_reply(self.catalogue.pattern(str(target))), r)
             except KeyError:
-                return _Answer(f"I don't know an issue pattern called {replies._code(target)}. The patterns are: "
-                               + ", ".join(replies._code(p) for p in self.catalogue.patterns) + ".", r)
+                return _Answer(f"I don't know an issue pattern called {replies.code_span(target)}. The patterns are: "
+                               + ", ".join(replies.code_span(p) for p in self.catalogue.patterns) + ".", r)
 
         missing = self._missing_target(r, text, names)
         if missing is not None:
@@ -274,8 +280,9 @@ class Dispatcher:
         if action == "status":
             snap = snap if snap is not None else await self.engine.snapshot()
             if target:
-                status = _service(snap, target)
-                return _Answer(replies.status_table(snap, only=target) + "\n\n" + replies.service_line(status, now), r)
+                status = snap.service(target)
+                line = "\n\n" + replies.service_line(status, now) if status is not None else ""
+                return _Answer(replies.status_table(snap, only=target) + line, r)
             return _Answer(replies.status_table(snap), r)
         if action == "scan":
             fresh = await self.engine.scan_now()
@@ -327,28 +334,28 @@ class Dispatcher:
                 return _Answer(replies.did_you_mean("service", given or text, suggestions), r)
             if r.did_you_mean == [action]:  # a corrected verb with no target: "restrat"
                 return _Answer(f"Did you mean **{action}**? Name the service too, e.g. "
-                               f"{replies._code(action + ' ' + (names[0] if names else 'bridge_api'))}.", r)
+                               f"{replies.code_span(action + ' ' + (names[0] if names else 'bridge_api'))}.", r)
         if args.get("targets"):
-            options = " or ".join(replies._code(t) for t in args["targets"][:4])
+            options = " or ".join(replies.code_span(t) for t in args["targets"][:4])
             return _Answer(f"That matches more than one service: {options}. Which one?", r)
         if args.get("scope") == "all" and action in ("restart", "start", "stop", "silence"):
             return _Answer(f"I {action} one service at a time from chat, so each gets its own confirmation. "
-                           "Which one? " + ", ".join(replies._code(n) for n in names) + ".", r)
+                           "Which one? " + ", ".join(replies.code_span(n) for n in names) + ".", r)
         if action in ("approve", "reject", "grade"):
-            return _Answer(f"Which plan? Say e.g. {replies._code(action + ' 12')}; `approvals` lists the waiting ones.", r)
+            return _Answer(f"Which plan? Say e.g. {replies.code_span(action + ' 12')}; `approvals` lists the waiting ones.", r)
         if given:
             # an unknown service name: offer close ones, else the list
             close = resolve_service(given, names)[2]
             return _Answer(replies.did_you_mean("service", given, close, names), r)
-        return _Answer("Which service? " + ", ".join(replies._code(n) for n in names) + ".", r)
+        return _Answer("Which service? " + ", ".join(replies.code_span(n) for n in names) + ".", r)
 
-    async def _open_incidents(self) -> list[dict[str, Any]]:
+    async def _open_incidents(self) -> list[IncidentRow]:
         try:
             return list(await self.engine.list_incidents(open_only=True, limit=20))
         except Exception:
             return []
 
-    async def _why(self, target: str, snap: Any, now: float) -> str:
+    async def _why(self, target: str, snap: FleetSnapshot | None, now: float) -> str:
         patterns = self.catalogue.patterns
         if target.isdigit():  # "explain incident 9"
             try:
@@ -356,48 +363,48 @@ class Dispatcher:
             except KeyError:
                 return f"There is no incident #{target}."
             plans = await self._plans_for([incident])
-            status = _service(snap, incident.get("service"))
-            return replies.why_reply(str(incident.get("service")), [incident], plans, status, patterns, now)
+            status = _service(snap, incident.service)
+            return replies.why_reply(incident.service, [incident], plans, status, patterns, now)
         rows = list(await self.engine.list_incidents(service=target, limit=5))
         status = _service(snap, target)
         if not rows:
             return replies.why_reply(target, [], [], status, patterns, now)
         # The newest incident, plus any others of the same burst (opened within a minute of it).
         newest = rows[0]
-        burst = [x for x in rows if abs((x.get("opened_at") or 0) - (newest.get("opened_at") or 0)) <= 60][:3]
+        burst = [x for x in rows if abs((x.opened_at or 0) - (newest.opened_at or 0)) <= 60][:3]
         detailed = []
         for row in burst:
             try:
-                detailed.append(await self.engine.incident(int(row["id"])))
+                detailed.append(await self.engine.incident(row.id))
             except Exception:
                 detailed.append(row)
         older = [x for x in rows if x not in burst]
         plans = await self._plans_for(detailed)
         return replies.why_reply(target, detailed, plans, status, patterns, now, older)
 
-    async def _plans_for(self, incidents: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        ids = {i.get("id") for i in incidents}
+    async def _plans_for(self, incidents: list[IncidentRow]) -> list[PlanRow]:
+        ids = {i.id for i in incidents}
         try:
             rows = await self.engine.list_plans(status=None, limit=200)
         except Exception:
             return []
-        return [p for p in rows if p.get("incident_id") in ids]
+        return [p for p in rows if p.incident_id in ids]
 
     async def _rollback(self, target: str, now: float) -> str:
         service = target
         if target.isdigit():
             try:
                 incident = await self.engine.incident(int(target))
-                service = str(incident.get("service"))
+                service = incident.service
             except KeyError:
                 return f"There is no incident #{target}."
         try:
-            rows = [p for p in await self.engine.list_plans(status=None, limit=200) if p.get("service") == service][:5]
+            rows = [p for p in await self.engine.list_plans(status=None, limit=200) if p.service == service][:5]
         except Exception:
             rows = []
         proposing = [pid for pid, pat in self.catalogue.patterns.items() if "rollback" in pat.actions]
         if proposing:
-            when = ("the guardians propose it as the fix for " + ", ".join(replies._code(x) for x in proposing)
+            when = ("the guardians propose it as the fix for " + ", ".join(replies.code_span(x) for x in proposing)
                     + ", and it always waits for a human (approve it in `approvals`)")
         else:
             when = ("but no diagnosis proposes it today: for a crash loop or a start-up failure Aurora backs "
@@ -407,11 +414,11 @@ class Dispatcher:
             "has a high-risk `rollback` (restart the service with the configuration it last ran healthily "
             f"with), {when}.",
         ]
-        body += ["", f"**Recent fix plans for {replies._code(service)}.**", "",
+        body += ["", f"**Recent fix plans for {replies.code_span(service)}.**", "",
                  replies.plans_table(rows, now, empty="None yet.")]
         return "\n".join(body)
 
-    async def _ask_confirmation(self, r: Route, session: str, snap: Any) -> _Answer:
+    async def _ask_confirmation(self, r: Route, session: str, snap: FleetSnapshot | None) -> _Answer:
         action, target = r.action or "", str(r.target)
         args = dict(r.args)
         # Check what can be checked now, so a confirmation is only asked for something that can happen.
@@ -420,7 +427,7 @@ class Dispatcher:
                 plan = await self.engine.plan(int(target))
             except (KeyError, ValueError):
                 return _Answer(f"There is no plan #{replies.md_escape(target)}. `approvals` lists the waiting ones.", r)
-            status = plan.get("status")
+            status = plan.status
             if action in ("approve", "reject") and status != "pending":
                 return _Answer(f"Plan #{target} is **{replies.md_escape(status)}**, not pending: there is nothing to "
                                f"{action}." + (" You can still grade it." if action == "approve" else ""), r)
@@ -436,15 +443,15 @@ class Dispatcher:
             if action == "reject" and not str(args.get("reason") or "").strip():
                 return _Answer(f"A rejection needs a reason, e.g. `reject {target} because it is too risky`.", r)
         if action in ("start", "stop") and snap is not None:
-            status = _service(snap, target)
-            state = replies._get(status, "state")
-            if action == "start" and state in ("running", "starting"):
-                return _Answer(f"{replies._code(target)} is already {state} (pid {replies._get(status, 'pid')}); "
+            service = snap.service(target)
+            state = service.state if service is not None else None
+            if action == "start" and service is not None and state in ("running", "starting"):
+                return _Answer(f"{replies.code_span(target)} is already {state} (pid {service.pid}); "
                                "nothing to start. Did you mean `restart`?", r)
             if action == "stop" and state == "stopped":
-                return _Answer(f"{replies._code(target)} is already stopped.", r)
+                return _Answer(f"{replies.code_span(target)} is already stopped.", r)
             if state == "unmanaged":
-                return _Answer(f"{replies._code(target)} is monitor-only: Aurora never starts or stops it.", r)
+                return _Answer(f"{replies.code_span(target)} is monitor-only: Aurora never starts or stops it.", r)
         if action == "silence":
             args["duration_s"] = float(args.get("duration_s") or DEFAULT_SILENCE_S)
             if not 0 < args["duration_s"] <= 7 * 86400:
@@ -459,15 +466,15 @@ class Dispatcher:
         corrected = args.get("corrected_from")
         lines = []
         if corrected:
-            lines.append(f"I read {replies._code(corrected, 30)} as **{action}**.")
+            lines.append(f"I read {replies.code_span(corrected, 30)} as **{action}**.")
         lines += [f"**{replies.md_escape(question)}** {detail}".strip(), "",
                   f"Reply **yes** to go ahead or **no** to cancel (this expires in {self.ttl:g}s)."]
-        return _Answer("\n".join(x for x in lines), r, confirm={"token": token, "question": question})
+        return _Answer("\n".join(x for x in lines), r, confirm=Confirmation(token, question))
 
     async def _perform(self, p: Pending) -> _Answer:
         """Carry out a confirmed action through the engine's API; a refusal becomes the answer."""
         r = p.route
-        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        calls: dict[str, Callable[[], Awaitable[ActionResult | PlanRow | SilenceRow]]] = {
             "restart": lambda: self.engine.restart(p.target),
             "stop": lambda: self.engine.stop_service(p.target),
             "start": lambda: self.engine.start_service(p.target),
@@ -487,13 +494,14 @@ class Dispatcher:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             return _Answer(f"**Refused.** {replies.md_escape(message, 400)}. Nothing was changed.", r)
         except Exception as exc:  # the engine is gone, a timeout …
+            log.warning("%s %s from chat did not happen", p.action, p.target, exc_info=True)
             return _Answer(f"**It did not happen:** {replies.md_escape(type(exc).__name__)}: "
                            f"{replies.md_escape(exc, 300)}.", r)
         return _Answer(replies.done_reply(p.action, p.target, result), r)
 
     # -- everything else -------------------------------------------------------------------------------
 
-    async def _guidance(self, r: Route, text: str, names: list[str], snap: Any) -> _Answer:
+    async def _guidance(self, r: Route, text: str, names: list[str], snap: FleetSnapshot | None) -> _Answer:
         program: Program | None = None
         tiers: list[Tier] = []
         if r.program:
@@ -507,7 +515,7 @@ class Dispatcher:
         live = program is not None and program.live
         if snap is not None and r.type in _LIVE_TYPES:
             if named is not None:
-                status = _service(snap, named)
+                status = snap.service(named)
                 if status is not None:
                     line = replies.service_line(status, now)
                     if r.type == "question_answering" and _FACT_WORDS.search(text.lower()):
@@ -516,15 +524,15 @@ class Dispatcher:
                         facts.append("Now: " + line)
                 if live and r.type in ("debugging", "analysis"):
                     for inc in (await self._open_incidents()):
-                        if inc.get("service") == named:
-                            facts.append(f"open incident #{inc.get('id')}: {replies._code(inc.get('pattern'))} — "
-                                         f"{replies.md_escape(inc.get('summary'), 160)}")
+                        if inc.service == named:
+                            facts.append(f"open incident #{inc.id}: {replies.code_span(inc.pattern)} — "
+                                         f"{replies.md_escape(inc.summary, 160)}")
             elif r.type == "general_chat" or (live and r.type == "analysis"):
                 table = snap
             elif live and r.type == "question_answering":
                 answer = "**Short answer:** " + replies.fleet_health_line(snap)
         pattern = spot_pattern(text, self.catalogue.patterns) if r.type == "debugging" else None
-        body = replies.guidance(r, text, program, tiers, snapshot=table, facts=facts, answer=answer, pattern=pattern)
+        body = guidance(r, text, program, tiers, snapshot=table, facts=facts, answer=answer, pattern=pattern)
         if r.did_you_mean:
             body = (f"(If that was a command: did you mean **{replies.md_escape(r.did_you_mean[0])}**? "
                     "Type `help` for the list.)\n\n" + body)
@@ -546,7 +554,7 @@ def _pattern_phrases(ids: tuple[str, ...]) -> tuple[tuple[re.Pattern[str], str],
                  for ph, pid in ordered if ph)
 
 
-def spot_pattern(text: str, patterns: Mapping[str, Any]) -> Any:
+def spot_pattern(text: str, patterns: Mapping[str, Pattern]) -> Pattern | None:
     """The issue pattern a message describes ("the bridge keeps crashing" -> crashed), or ``None``."""
     lowered = " ".join(text[:MAX_CHARS].lower().split())
     for rx, pid in _pattern_phrases(tuple(patterns)):
@@ -555,11 +563,8 @@ def spot_pattern(text: str, patterns: Mapping[str, Any]) -> Any:
     return None
 
 
-def _service(snap: Any, name: Any) -> Any:
-    for s in replies._get(snap, "services") or []:
-        if replies._get(s, "name") == name:
-            return s
-    return None
+def _service(snap: FleetSnapshot | None, name: str) -> ServiceStatus | None:
+    return snap.service(name) if snap is not None else None
 
 
 def _answering(text: str, why: str) -> Route:

@@ -55,16 +55,9 @@ from typing import Any, Container, Sequence
 from rapidfuzz import fuzz
 
 from ..catalogue import Catalogue, Program, Tier
-from .commands import (
-    ACTIONS,
-    PATTERN_IDS,
-    VERB_WORDS,
-    Command,
-    Refusal,
-    parse_command,
-    resolve_service,
-    suggest_verb,
-)
+from .commands import ACTIONS, Command, Refusal, parse_command
+from .grammar import VERB_WORDS, suggest_verb
+from .names import PATTERN_IDS, resolve_service
 from .detector import CONVERSATION_TYPES, MAX_CHARS, ConversationDetector
 
 __all__ = [

@@ -1,0 +1,143 @@
+"""Running an engine: the console (with its own engine or attached), ``run --headless``, and its config."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..core.config import Config, demo_config_text, load_config
+from ..core.control import socket_path
+from ..core.logconfig import FORMATS, LEVELS, configure_logging, log_path
+from .common import engine_options, load, target_db
+
+log = logging.getLogger(__name__)
+
+LOG_LEVEL_HELP = (
+    "DEBUG, INFO, WARNING or ERROR (default INFO). run --headless logs to stderr; "
+    "the console logs to <db>.log, never to the terminal it draws on"
+)
+LOG_FORMAT_HELP = "text (LEVEL logger: message, for journald) or json (one object per line) (default text)"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the console itself (``aurora`` with no subcommand)."""
+    engine_options(parser)
+    parser.add_argument(
+        "--attach", action="store_true",
+        help="open the console on the engine already running on --db (aurora run --headless); quitting leaves it running",
+    )
+    _log_options(parser, LOG_LEVEL_HELP)
+    parser.set_defaults(func=console)
+
+
+def _log_options(p: argparse.ArgumentParser, level_help: str, defaults: bool = True) -> None:
+    # A subcommand leaves its defaults unset (SUPPRESS): its own default would overwrite the value of
+    # `aurora --log-level X run --headless` given before the subcommand.
+    level, fmt = ("INFO", "text") if defaults else (argparse.SUPPRESS, argparse.SUPPRESS)
+    p.add_argument("--log-level", type=str.upper, choices=LEVELS, default=level, metavar="LEVEL", help=level_help)
+    p.add_argument("--log-format", choices=FORMATS, default=fmt, help=LOG_FORMAT_HELP)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run_p = sub.add_parser("run", help="run the engine without a console (until SIGTERM/SIGINT)")
+    engine_options(run_p)
+    run_p.add_argument("--headless", action="store_true", required=True, help="no console (required)")
+    _log_options(run_p, "DEBUG, INFO, WARNING or ERROR (default INFO), to stderr", defaults=False)
+    run_p.set_defaults(func=run)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=check_config)
+
+    demo = sub.add_parser("demo-config", help="print the demo fleet as a config file")
+    demo.add_argument("--port-offset", type=int, default=0, help="shift every demo port by N")
+    demo.set_defaults(func=demo_config)
+
+
+def console(args: argparse.Namespace) -> int:
+    if args.attach:
+        from ..app import run_attached
+
+        db = target_db(args)
+        # No socket, no engine: run_attached says so, and leaves no log file behind for nothing.
+        if socket_path(db).exists() and not _log_to_file(args, db):
+            return 1
+        return run_attached(db)
+    from ..app import run_console
+
+    config = load(args)
+    if not _log_to_file(args, Path(config.settings.db), make_dir=True):
+        return 1
+    return run_console(config)
+
+
+def _log_to_file(args: argparse.Namespace, db: Path, make_dir: bool = False) -> bool:
+    path = log_path(db)
+    try:
+        if make_dir:  # the engine is about to create it for its database anyway
+            path.parent.mkdir(parents=True, exist_ok=True)
+        configure_logging(args.log_level, args.log_format, path=path)
+    except OSError as exc:
+        print(f"aurora: cannot write the log {path}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(run_headless(load(args), args.log_level, args.log_format))
+
+
+def check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    managed = sum(1 for s in config.services if s.managed)
+    print(f"{args.file}: ok ({len(config.services)} services, {managed} managed)")
+    return 0
+
+
+def demo_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(demo_config_text(args.port_offset))
+    return 0
+
+
+async def run_headless(config: Config, log_level: str = "INFO", log_format: str = "text") -> int:
+    from ..core.engine import Engine
+    from ..core.enginelock import EngineAlreadyRunning
+
+    configure_logging(log_level, log_format)
+    engine = Engine(config)
+    try:
+        await engine.open()
+    except EngineAlreadyRunning as exc:
+        print(f"aurora: {exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+
+    def stop_on(sig: signal.Signals) -> None:
+        log.info("%s received: stopping every service, then exiting", sig.name)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_on, sig)
+    # A headless engine outlives the terminal that started it.
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    log.info(
+        "engine pid %d supervising %d services; db %s; scan every %gs",
+        os.getpid(), len(config.services), engine.db_path, config.settings.interval,
+    )
+    runner = engine.launch()
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        await engine.close()
+    if runner.done() and not runner.cancelled() and runner.exception() is not None:
+        failure = runner.exception()
+        log.error("engine failed: %r", failure, exc_info=failure)
+        return 1
+    return 0

@@ -1,0 +1,304 @@
+"""The fleet: the runners of the managed services, their start-up in dependency order, the restart
+policy, and every actuator a fix plan uses (restart, start, stop, back off, reap, throttle, rotate,
+roll back).
+
+Each :class:`~aurora_tui.core.supervisor.ServiceRunner` owns its state machine; the fleet decides when
+its transitions happen. The fleet does not probe or detect: it tells whoever listens (the monitor)
+that a service went down or became ready, through two callbacks.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from . import restart_policy
+from .config import Config, ServiceConfig
+from .events import EventBus
+from .model import Event, ExitInfo, HealthResult, ServiceState, to_jsonable
+from .patterns import HOST
+from .probes import health_check
+from .records import Records
+from .supervisor import ServiceRunner, signal_group
+
+log = logging.getLogger(__name__)
+
+# Readiness is polled quickly at first: the time from spawn to "healthy" is most of a recovery.
+READY_POLL_FAST = 0.02
+READY_POLL = 0.1
+READY_FAST_FOR = 2.0
+# A service whose probes are throttled is health-checked on one scan in this many.
+THROTTLE_EVERY = 4
+THROTTLE_FOR = 600.0
+EXIT_HISTORY = 20
+# How long a stale process from a dead engine gets to end after SIGTERM.
+STALE_STOP_WAIT = 5.0
+# How long reap_zombies gives a service to reap after SIGCHLD.
+REAP_WAIT = 1.0
+BACKOFF_POLL = 0.25
+
+ServiceCallback = Callable[[str], None]
+
+
+def _ignore(name: str) -> None:
+    return None
+
+
+class Fleet:
+    def __init__(self, config: Config, records: Records, bus: EventBus) -> None:
+        self.config = config
+        self.records = records
+        self.bus = bus
+        self.log_dir = Path(config.settings.log_dir)
+        self.runners: dict[str, ServiceRunner] = {}
+        # The last health answer per service (None: not known, or not running).
+        self.health: dict[str, HealthResult | None] = {s.name: None for s in config.services}
+        self.exit_history: dict[str, deque[ExitInfo]] = {s.name: deque(maxlen=EXIT_HISTORY) for s in config.services}
+        self.throttled: dict[str, float] = {}
+        self._short_runs: dict[str, int] = {}
+        # Set by whoever watches the fleet: a service went down / a service became ready.
+        self.on_down: ServiceCallback = _ignore
+        self.on_ready: ServiceCallback = _ignore
+        self.active = False  # False before the fleet starts and once it is closing: exits are then expected
+
+    def create_runners(self) -> None:
+        for svc in self.config.services:
+            if svc.managed:
+                self.runners[svc.name] = ServiceRunner(svc, self.log_dir, self._on_exit, self._on_state)
+
+    def close_runners(self) -> None:
+        for runner in self.runners.values():
+            runner.close()
+
+    # --- lookups ------------------------------------------------------------------------------------
+
+    def service_config(self, service: str) -> ServiceConfig:
+        try:
+            return self.config.service(service)
+        except KeyError:
+            raise KeyError(f"unknown service {service!r}; known: {', '.join(s.name for s in self.config.services)}") from None
+
+    def managed(self, service: str) -> ServiceRunner:
+        svc = self.service_config(service)
+        if not svc.managed:
+            raise ValueError(f"{service} is monitor-only (managed = false): Aurora does not start, stop or signal it")
+        return self.runners[service]
+
+    def short_runs(self, name: str) -> int:
+        return self._short_runs.get(name, 0)
+
+    def is_throttled(self, name: str, now: float) -> bool:
+        return self.throttled.get(name, 0.0) > now
+
+    # --- the whole fleet ----------------------------------------------------------------------------
+
+    async def start_all(self) -> None:
+        self.active = True
+        for level in self.config.start_levels():
+            names = [n for n in level if n in self.runners]
+            # Services of one level start together; the next level waits until they answer (or their
+            # start grace runs out), so dependants do not start against a dependency that is not up.
+            await asyncio.gather(*(self.start_and_wait(n) for n in names))
+
+    async def stop_all(self) -> None:
+        """Dependants first. Exits from here on are expected and nobody heals them."""
+        self.active = False
+        for level in reversed(self.config.start_levels()):
+            await asyncio.gather(*(self.runners[n].stop() for n in level if n in self.runners), return_exceptions=True)
+
+    async def stop_stale_processes(self) -> None:
+        """Stop what an engine that died without cleaning up left running, identity permitting."""
+        for row_id, service, identity in await self.records.unended_processes():
+            pid = identity.pid
+            alive = False
+            try:
+                proc = psutil.Process(pid)
+                alive = abs(proc.create_time() - identity.create_time) < 0.05 and tuple(proc.cmdline()) == identity.cmdline and pid != os.getpid()
+            except psutil.Error:
+                pass
+            if alive:
+                signal_group(pid, signal.SIGTERM)
+                signal_group(pid, signal.SIGCONT)
+                with contextlib.suppress(psutil.Error):
+                    await asyncio.to_thread(_wait_gone, pid, STALE_STOP_WAIT)
+                signal_group(pid, signal.SIGKILL)
+                await self.bus.acknowledged(Event(
+                    "stale_stopped", service, f"stopped pid {pid} of {service} left by an engine that did not shut down cleanly", {"pid": pid}
+                ))
+            await self.records.process_gone(row_id)
+
+    # --- starting and exits -------------------------------------------------------------------------
+
+    async def start_and_wait(self, name: str) -> None:
+        runner = self.runners[name]
+        self.health[name] = None
+        if not runner.spawn():
+            self.bus.emit(Event("spawn_failed", name, runner.spawn_error or f"{name} could not be started"))
+            # A command that cannot even be spawned is a start-up failure, diagnosed and healed as one.
+            info = ExitInfo(time.time(), 127, None, False, 0.0, False)
+            runner.last_exit = info
+            self.exit_history[name].append(info)
+            self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), 0.0)
+            if self.active:
+                self.on_down(name)
+            return
+        identity = runner.identity
+        assert identity is not None
+        self.records.process_started(name, identity, runner.started_at)
+        self.bus.emit(Event("started", name, f"{name} started as pid {identity.pid}", {"pid": identity.pid}))
+        await self._wait_ready(runner)
+
+    async def _wait_ready(self, runner: ServiceRunner) -> None:
+        svc = runner.config
+        started = time.monotonic()
+        deadline = started + svc.start_grace
+        while runner.alive and runner.state is ServiceState.STARTING:
+            result = await health_check(svc.port, svc.health)
+            self.health[svc.name] = result
+            if result is None or result.ok:
+                runner.healthy_since_start = True
+                runner.set_state(ServiceState.RUNNING)
+                self.records.mark_healthy_config(svc)
+                self.on_ready(svc.name)  # a crash incident can close the moment the service is back
+                return
+            if time.monotonic() >= deadline:
+                # Not ready within its grace: it counts as running and its health speaks for itself.
+                runner.set_state(ServiceState.RUNNING)
+                self.bus.emit(Event("start_grace_expired", svc.name, f"{svc.name} not healthy {svc.start_grace:g}s after start: {result.error}"))
+                return
+            fast = time.monotonic() - started < READY_FAST_FOR
+            await asyncio.sleep(READY_POLL_FAST if fast else READY_POLL)
+
+    def _on_exit(self, runner: ServiceRunner, info: ExitInfo) -> None:
+        name = runner.name
+        self.health[name] = None
+        self.records.process_ended(name, info.ts, info.code, info.signal)
+        self.bus.emit(Event("exited" if info.expected else "crashed", name, f"{name} {info.describe()}", to_jsonable(info)))
+        if info.expected or not self.active:
+            return
+        self._short_runs[name] = restart_policy.consecutive_short_runs(self._short_runs.get(name, 0), info.runtime)
+        # Down and not yet being restarted: the healer decides what happens next, through the guardians.
+        runner.set_state(ServiceState.FAILED)
+        self.exit_history[name].append(info)
+        self.on_down(name)
+
+    def _on_state(self, runner: ServiceRunner, old: ServiceState, new: ServiceState) -> None:
+        self.bus.publish(Event("state", runner.name, f"{runner.name}: {old} -> {new}", {"from": str(old), "to": str(new)}))
+
+    # --- actuators (what fix plans and operators do) --------------------------------------------------
+
+    async def restart(self, name: str) -> str:
+        runner = self.managed(name)
+        if runner.alive:
+            await runner.stop()
+            runner.restarts += 1
+            await self.start_and_wait(name)
+            return f"{name} restarted as pid {runner.pid}"
+        return await self.start(name)
+
+    async def start(self, name: str) -> str:
+        """Start a service that is down, after the back-off its recent short runs call for."""
+        runner = self.managed(name)
+        if runner.alive:
+            return f"{name} already running as pid {runner.pid}"
+        delay = restart_policy.restart_delay(runner.config.restart_delay, self._short_runs.get(name, 0))
+        if delay > 0:
+            runner.set_state(ServiceState.BACKOFF)
+            await asyncio.sleep(delay)
+        if runner.last_exit is not None and not runner.last_exit.expected:
+            runner.restarts += 1  # a recovery; starting what an operator stopped is not a restart
+        await self.start_and_wait(name)
+        return f"{name} started as pid {runner.pid}" + (f" after {delay:.1f}s back-off" if delay else "")
+
+    async def stop(self, name: str) -> str:
+        await self.managed(name).stop()
+        self.health[name] = None
+        return f"{name} stopped"
+
+    async def backoff_until_stable(self, name: str) -> str:
+        """Keep starting the service with growing back-off until it has run healthily for a while.
+        It never gives up on its own; an operator's restart, stop or start, or the engine stopping,
+        ends it."""
+        runner = self.managed(name)
+        tries = 0
+        while True:
+            if runner.alive:
+                uptime = runner.uptime() or 0.0
+                if runner.healthy_since_start and uptime >= restart_policy.SHORT_RUN:
+                    return f"{name} stable for {uptime:.0f}s after {tries} back-off starts"
+                await asyncio.sleep(BACKOFF_POLL)
+                continue
+            delay = restart_policy.restart_delay(runner.config.restart_delay, max(2, self._short_runs.get(name, 0)))
+            runner.set_state(ServiceState.BACKOFF)
+            self.bus.emit(Event("backoff", name, f"{name} retried in {delay:.1f}s (back-off, attempt {tries + 1})", {"delay": delay}))
+            await asyncio.sleep(delay)
+            tries += 1
+            runner.restarts += 1
+            await self.start_and_wait(name)
+
+    async def reap_zombies(self, name: str) -> str:
+        runner = self.managed(name)
+        if not runner.alive:
+            return f"{name} is not running; its zombies went with it"
+        runner.send_signal(signal.SIGCHLD)
+        await asyncio.sleep(REAP_WAIT)
+        left = await asyncio.to_thread(_zombie_children, runner.pid)
+        if not left:
+            return f"{name} reaped its zombies after SIGCHLD"
+        await runner.stop()
+        runner.restarts += 1
+        await self.start_and_wait(name)
+        return f"{name} ignored SIGCHLD ({left} zombies left): restarted so that they were reaped"
+
+    def throttle_probes(self, name: str | None) -> str:
+        until = time.time() + THROTTLE_FOR
+        if not name or name == HOST:
+            for svc in self.config.services:
+                self.throttled[svc.name] = until
+            return f"health probes of every service throttled to one scan in {THROTTLE_EVERY} for {THROTTLE_FOR / 60:.0f} min"
+        self.throttled[name] = until
+        return f"{name}'s health probes throttled to one scan in {THROTTLE_EVERY} for {THROTTLE_FOR / 60:.0f} min"
+
+    def rotate_logs(self) -> str:
+        for runner in self.runners.values():
+            runner.sink.rotate_now()
+        return f"rotated the logs of {len(self.runners)} services"
+
+    async def rollback(self, name: str) -> str:
+        """Restart the service with the last other configuration it ran healthily with."""
+        runner = self.managed(name)
+        previous = await self.records.previous_healthy_config(runner.config)
+        if previous is None:
+            raise RuntimeError(f"no earlier configuration of {name} that ran healthily is recorded")
+        await runner.stop()
+        runner.config = previous
+        runner.restarts += 1
+        await self.start_and_wait(name)
+        return f"{name} rolled back to its previous configuration ({' '.join(previous.command)[:80]})"
+
+    def signal(self, name: str, sig: int) -> int | None:
+        """Send a signal to a running service's leader (chaos); returns its pid."""
+        runner = self.managed(name)
+        if not runner.alive:
+            raise ValueError(f"{name} is not running")
+        runner.send_signal(sig)
+        return runner.pid
+
+
+def _zombie_children(pid: Any) -> int:
+    try:
+        return sum(1 for c in psutil.Process(pid).children() if c.status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return 0
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    psutil.Process(pid).wait(timeout)

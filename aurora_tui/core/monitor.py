@@ -1,0 +1,289 @@
+"""The monitor: the scan loop, probing, and detection.
+
+Samples are built on one path (:meth:`Monitor._take_samples`), whether a full scan asks, a re-check
+before a fix, a verification after one, or a process exit. Blocking work (psutil, /proc) runs in a
+thread; health checks run concurrently on the loop. Scans never overlap: the next is scheduled after
+the previous one finished. Detection passes never interleave, so an incident opens once even when an
+exit and a scan ask at the same moment.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from .config import Config, ServiceConfig
+from .detect import DependencyState, HostView, ServiceView, detect_host, detect_service
+from .diagnose import Diagnosis, diagnose
+from .events import EventBus
+from .fleet import THROTTLE_EVERY, Fleet
+from .incidents import Change
+from .model import Event, HealthResult, HostSample, ServiceSample, ServiceState, ServiceStatus
+from .patterns import HOST, pattern_params
+from .probes import ConnectionTable, ProcessProber, health_check, host_sample, port_facts
+from .records import Records
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 600.0
+# Samples kept in memory per service for detection (the store keeps the full history).
+HISTORY = 120
+
+AfterDetect = Callable[[list[Change], list[Diagnosis]], Awaitable[None]]
+
+
+class Monitor:
+    def __init__(self, config: Config, fleet: Fleet, records: Records, bus: EventBus, db_path: Path) -> None:
+        self.config = config
+        self.fleet = fleet
+        self.records = records
+        self.bus = bus
+        self.db_path = db_path
+        self.interval = config.settings.interval
+        self.samples: dict[str, ServiceSample] = {}
+        self.history: dict[str, deque[ServiceSample]] = {s.name: deque(maxlen=HISTORY) for s in config.services}
+        self.host: HostSample | None = None
+        self.host_history: deque[HostSample] = deque(maxlen=HISTORY)
+        self.scans = 0
+        self.last_scan_at: float | None = None
+        # Whoever acts on what was detected (the healer); None while the engine is closing.
+        self.after_detect: AfterDetect | None = None
+        self._down_since: dict[str, float] = {}
+        self._detect_lock = asyncio.Lock()
+        self._prober = ProcessProber()
+        self._wake = asyncio.Event()
+        self._last_prune = 0.0
+        self._background: set[asyncio.Task[Any]] = set()
+        fleet.on_down = self._service_down
+        fleet.on_ready = self.detect_soon
+
+    async def close(self) -> None:
+        self.after_detect = None
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    async def scan_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.scan()
+            except Exception as exc:  # a failed scan must not end supervision
+                log.exception("scan failed")
+                self.bus.emit(Event("scan_failed", None, f"scan failed: {exc!r}"))
+            self._wake.clear()
+            remaining = self.interval - (time.monotonic() - started)
+            if remaining > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def scan(self) -> None:
+        """Probe every service once, store the samples, and detect."""
+        samples, host = await self._take_samples(None)
+        self.host = host
+        self.host_history.append(host)
+        self.scans += 1
+        self.last_scan_at = host.ts
+        self.records.add_samples(samples, host)
+        if host.ts - self._last_prune > PRUNE_EVERY:
+            self._last_prune = host.ts
+            self.records.prune_samples(host.ts - self.config.settings.retention_hours * 3600)
+        await self.detect(host=True)
+        self.bus.emit(Event("scan", None, f"scan {self.scans} done", {"scans": self.scans}))
+
+    async def probe_service(self, name: str) -> None:
+        """A scan of one service, now (verification and re-checks cannot wait for the next scan)."""
+        await self._take_samples({name})
+        await self.detect([name])
+
+    async def _take_samples(self, only: set[str] | None) -> tuple[list[ServiceSample], HostSample]:
+        """Process trees and ports in a thread, health checks concurrently; the one place samples are made."""
+        services = [svc for svc in self.config.services if only is None or svc.name in only]
+        targets = {svc.name: (r.identity if (r := self.fleet.runners.get(svc.name)) and r.alive else None) for svc in services}
+        (facts, ports, host), healths = await asyncio.gather(
+            asyncio.to_thread(self._probe_blocking, targets, only),
+            asyncio.gather(*(self._check(svc) for svc in services)),
+        )
+        now = time.time()
+        taken = []
+        for svc, health in zip(services, healths):
+            runner = self.fleet.runners.get(svc.name)
+            if runner is None or runner.alive:
+                self.fleet.health[svc.name] = health
+            if runner is not None and runner.alive and health is not None and health.ok:
+                runner.healthy_since_start = True
+            state = runner.state if runner else ServiceState.UNMANAGED
+            errors = runner.sink.error_lines if runner else 0
+            sample = ServiceSample(svc.name, now, str(state), facts.get(svc.name), ports.get(svc.name), health, errors)
+            self.samples[svc.name] = sample
+            self.history[svc.name].append(sample)
+            taken.append(sample)
+        return taken, host
+
+    def _service_down(self, name: str) -> None:
+        """Look at the port right away: whether someone else holds it decides between "crashed" and
+        "could not bind", and the next scan may be a long way off."""
+        svc = self.config.service(name)
+        self._spawn(self.probe_service(name) if svc.port is not None else self.detect([name]))
+
+    def detect_soon(self, name: str) -> None:
+        if self.fleet.active:
+            self._spawn(self.detect([name]))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _probe_blocking(self, targets: dict[str, Any], only: set[str] | None) -> tuple[dict[str, Any], dict[str, Any], HostSample]:
+        table = ConnectionTable.read()
+        facts: dict[str, Any] = {}
+        ports: dict[str, Any] = {}
+        for svc in self.config.services:
+            if only is not None and svc.name not in only:
+                continue
+            identity = targets.get(svc.name)
+            if identity is not None:
+                facts[svc.name] = self._prober.tree(identity.pid, identity.create_time, table)
+            elif not svc.managed and svc.port is not None:
+                # Monitor-only: the service is whoever listens on its port.
+                holders = [p for p in table.listeners.get(svc.port, []) if p is not None]
+                facts[svc.name] = self._prober.tree(holders[0], None, table) if holders else None
+            if svc.port is not None:
+                tree = facts.get(svc.name)
+                mine = set(tree.pids) if tree else set()
+                runner = self.fleet.runners.get(svc.name)
+                if runner is not None:
+                    mine.update(pid for pid, _ in runner.previous)
+                ports[svc.name] = port_facts(svc.port, table, mine)
+        self._prober.forget_dead({p for f in facts.values() if f for p in f.pids})
+        return facts, ports, host_sample(self.db_path.parent)
+
+    async def _check(self, svc: ServiceConfig) -> HealthResult | None:
+        runner = self.fleet.runners.get(svc.name)
+        if runner is not None and not runner.alive:
+            return None
+        if self.fleet.is_throttled(svc.name, time.time()) and self.scans % THROTTLE_EVERY:
+            return self.fleet.health.get(svc.name)  # throttled: the last answer stands for this scan
+        return await health_check(svc.port, svc.health)
+
+    # --- detection ----------------------------------------------------------------------------------
+
+    async def detect(self, names: list[str] | None = None, host: bool = False) -> None:
+        """One detection pass: findings -> diagnoses -> incidents, then the healer looks."""
+        incidents = self.records.incidents
+        async with self._detect_lock:
+            now = time.time()
+            statuses = {svc.name: self.status(svc, now) for svc in self.config.services}
+            self._track_downtime(statuses, now)
+            names = names if names is not None else [svc.name for svc in self.config.services]
+            findings = []
+            for name in names:
+                svc = self.config.service(name)
+                if not self.history[name] and not self.fleet.exit_history[name]:
+                    continue  # nothing seen yet
+                findings += detect_service(self._view(svc, statuses, now), lambda pid, svc=svc: self._params(svc, pid), now)
+            scope = set(names)
+            if host and self.host_history:
+                findings += detect_host(HostView(list(self.host_history)), lambda pid: self._params(None, pid), now)
+                scope.add(HOST)
+            diagnoses = diagnose(findings, self.records.learning.mean_for_pattern)
+            changes = await incidents.record(diagnoses, scope, now)
+        for change in changes:
+            data = {"incident": change.incident_id, "pattern": change.pattern, "service": change.service}
+            # The event log's service column names configured services; host incidents have none.
+            self.bus.emit(Event(f"incident_{change.kind}", None if change.service == HOST else change.service, change.message, data))
+        if self.after_detect is not None:
+            await self.after_detect(changes, diagnoses)
+
+    def _params(self, svc: ServiceConfig | None, pattern: str) -> dict[str, float]:
+        return pattern_params(pattern, self.config.settings.pattern_overrides(), svc.pattern_overrides() if svc else None)
+
+    def _view(self, svc: ServiceConfig, statuses: dict[str, ServiceStatus], now: float) -> ServiceView:
+        runner = self.fleet.runners.get(svc.name)
+        status = statuses[svc.name]
+        deps = {
+            name: DependencyState(bool(statuses[name].healthy), statuses[name].state, self._down_since.get(name))
+            for name in svc.depends_on
+            if name in statuses
+        }
+        return ServiceView(
+            config=svc,
+            state=status.state,
+            samples=list(self.history[svc.name]),
+            exits=list(self.fleet.exit_history[svc.name]),
+            started_at=runner.started_at if runner and runner.alive else None,
+            healthy_since_start=runner.healthy_since_start if runner else bool(status.healthy),
+            log_tail=runner.sink.tail(20) if runner else [],
+            recent_errors=list(runner.sink.recent_errors) if runner else [],
+            dependencies=deps,
+        )
+
+    def _track_downtime(self, statuses: dict[str, ServiceStatus], now: float) -> None:
+        for name, status in statuses.items():
+            if status.healthy:
+                self._down_since.pop(name, None)
+            else:
+                self._down_since.setdefault(name, now)
+
+    # --- what the fleet looks like now --------------------------------------------------------------
+
+    def status(self, svc: ServiceConfig, now: float) -> ServiceStatus:
+        runner = self.fleet.runners.get(svc.name)
+        sample = self.samples.get(svc.name)
+        health = self.fleet.health.get(svc.name)
+        pid = runner.pid if runner and runner.alive else None
+        facts = sample.process if sample else None
+        if runner is None:
+            pid = facts.pid if facts else None
+        if facts is not None and facts.pid != pid:
+            facts = None  # the last sample describes an earlier process
+        alive = pid is not None
+        healthy = alive and (health.ok if health is not None else svc.health.kind == "none" or svc.port is None)
+        return ServiceStatus(
+            name=svc.name,
+            state=str(runner.state) if runner else (ServiceState.RUNNING if alive else ServiceState.UNMANAGED).value,
+            managed=svc.managed,
+            pid=pid,
+            port=svc.port,
+            healthy=bool(healthy),
+            restarts=runner.restarts if runner else 0,
+            uptime=runner.uptime(now) if runner else None,
+            cpu=facts.cpu_percent if facts else None,
+            rss=facts.rss if facts else None,
+            started_at=runner.started_at if runner and runner.alive else None,
+            latency_ms=health.latency_ms if health else None,
+            health_error=health.error if health else None,
+            last_exit=runner.last_exit if runner else None,
+            depends_on=list(svc.depends_on),
+        )
+
+    def status_of(self, name: str) -> ServiceStatus | None:
+        try:
+            return self.status(self.config.service(name), time.time())
+        except KeyError:
+            return None
+
+    def owned_pids(self) -> set[int]:
+        """Every process that belongs to a service Aurora runs: the trees and process groups it started."""
+        owned: set[int] = set()
+        for name, runner in self.fleet.runners.items():
+            if runner.alive and runner.pid is not None:
+                owned.add(runner.pid)
+                sample = self.samples.get(name)
+                if sample is not None and sample.process is not None and sample.process.pid == runner.pid:
+                    owned.update(sample.process.pids)
+                    owned.update(sample.process.orphans)
+        return owned
+
+    def exits_seen(self, name: str) -> int:
+        return len(self.fleet.exit_history[name])
