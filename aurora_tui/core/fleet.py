@@ -23,7 +23,7 @@ import psutil
 from . import restart_policy
 from .config import Config, ServiceConfig
 from .events import EventBus
-from .model import Event, ExitInfo, HealthResult, ServiceState, to_jsonable
+from .model import Event, ExitInfo, HealthResult, ProcessIdentity, ServiceState, to_jsonable
 from .patterns import HOST
 from .probes import health_check
 from .records import Records
@@ -44,6 +44,9 @@ STALE_STOP_WAIT = 5.0
 # How long reap_zombies gives a service to reap after SIGCHLD.
 REAP_WAIT = 1.0
 BACKOFF_POLL = 0.25
+# How long to wait for a new leader's command line to become readable, and how often to look.
+IDENTITY_WAIT = 2.0
+IDENTITY_POLL = 0.005
 
 ServiceCallback = Callable[[str], None]
 
@@ -150,11 +153,18 @@ class Fleet:
             if self.active:
                 self.on_down(name)
             return
-        identity = runner.identity
-        assert identity is not None
+        identity = await self._settled_identity(runner)
         self.records.process_started(name, identity, runner.started_at)
         self.bus.emit(Event("started", name, f"{name} started as pid {identity.pid}", {"pid": identity.pid}))
         await self._wait_ready(runner)
+
+    async def _settled_identity(self, runner: ServiceRunner) -> ProcessIdentity:
+        """The leader's identity once its command line can be read (see ServiceRunner.read_identity)."""
+        deadline = time.monotonic() + IDENTITY_WAIT
+        while not runner.read_identity() and runner.alive and time.monotonic() < deadline:
+            await asyncio.sleep(IDENTITY_POLL)
+        assert runner.identity is not None  # set by a successful spawn
+        return runner.identity
 
     async def _wait_ready(self, runner: ServiceRunner) -> None:
         svc = runner.config

@@ -130,12 +130,8 @@ class ServiceRunner:
         self._exited = loop.create_future()
         self.started_at = time.time()
         self.starts += 1
-        try:
-            ps = psutil.Process(popen.pid)
-            self.identity = ProcessIdentity(popen.pid, ps.create_time(), tuple(ps.cmdline()))
-        except psutil.Error:
-            # Exited before we could look; the exit watcher reports it.
-            self.identity = ProcessIdentity(popen.pid, self.started_at, tuple(self.config.command))
+        self.identity = ProcessIdentity(popen.pid, self.started_at, tuple(self.config.command))
+        self.read_identity()
         self.sink.mark(f"started pid {popen.pid}: {' '.join(self.config.command)}")
         assert popen.stdout is not None
         out_fd = popen.stdout.fileno()
@@ -144,6 +140,26 @@ class ServiceRunner:
         pidfd = os.pidfd_open(popen.pid)
         loop.add_reader(pidfd, self._reap, popen, pidfd)
         self.set_state(ServiceState.STARTING)
+        return True
+
+    def read_identity(self) -> bool:
+        """Read the running leader's identity from /proc; False while its command line is not readable.
+
+        A vfork()ed child releases its parent inside execve, before the kernel has laid out the new
+        argv, so a read right after spawn can see an empty command line: an identity stored then
+        would never match the process again, and a later engine could not recognise it."""
+        if self.identity is None or not self.alive:
+            return False
+        try:
+            ps = psutil.Process(self.identity.pid)
+            with ps.oneshot():
+                cmdline = tuple(ps.cmdline())
+                create_time = ps.create_time()
+        except psutil.Error:
+            return False  # exited already; the exit watcher reports it
+        if not cmdline:
+            return False
+        self.identity = ProcessIdentity(self.identity.pid, create_time, cmdline)
         return True
 
     async def stop(self, timeout: float | None = None) -> ExitInfo | None:
