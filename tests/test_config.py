@@ -1,6 +1,7 @@
 """Pure tests of aurora_tui.core.config: parsing, defaults, the demo fleet and validation errors."""
 from __future__ import annotations
 
+import json
 import sys
 
 import platformdirs
@@ -22,6 +23,7 @@ from aurora_tui.core.config import (
     parse_config,
     with_overrides,
 )
+from aurora_tui.core.config_model import decode_escapes
 
 DEMO_PORTS = {"aurora_ui": 5000, "bridge_api": 5001, "learning_api": 5002, "file_server": 8080}
 
@@ -138,6 +140,46 @@ health = {{ http = "/healthz", expect_body = "ok", timeout = 1 }}
     assert svc.health == HealthCheck("http", "/healthz", 200, "ok", 1.0)
 
 
+def test_health_check_grammar(tmp_path):
+    def health(line: str, port: bool = True) -> HealthCheck:
+        text = MINIMAL + ("port = 8443\n" if port else "") + line + "\n"
+        return parse_config(text, "mem.toml", base_dir=tmp_path).service("web").health
+
+    https = health('health = { http = "/healthz", host = "localhost", scheme = "https", verify_tls = false, '
+                   'headers = { Host = "www.example.com", X-Token = "s" }, expect_status = [200, "3XX"], expect_body = "ok", timeout = 1 }')
+    assert https == HealthCheck("http", "/healthz", (200, "3xx"), "ok", 1.0, host="localhost", scheme="https", verify_tls=False,
+                                headers=(("Host", "www.example.com"), ("X-Token", "s")))
+    assert https.expects_status(200) and https.expects_status(302) and not https.expects_status(404)
+    assert health('health = { http = "/" }').verify_tls is True
+    assert health('health = { http = "/", expect_status = "2xx" }').expect_status == "2xx"
+    assert health('health = { http = "/", host = "[::1]" }').host == "::1"
+    # TOML decodes the escapes of a basic string, Aurora those of a literal one: the same bytes go out.
+    basic = health('health = { tcp = true, send = "PING\\r\\n", expect = "+PONG" }')
+    literal = health("health = { tcp = true, send = 'PING\\r\\n', expect = '+PONG', host = \"localhost\" }")
+    assert basic.send == "PING\r\n" and literal.send == "PING\\r\\n"
+    assert decode_escapes(basic.send) == decode_escapes(literal.send) == b"PING\r\n"
+    assert decode_escapes("\\x2a1\\r\\n\\\\") == b"*1\r\n\\"
+    # An exec check needs no port; its program resolves like a command's.
+    pg = health('health = { exec = ["pg_isready", "-h", "127.0.0.1"], timeout = 2 }', port=False)
+    assert pg == HealthCheck("exec", timeout=2.0, exec=("pg_isready", "-h", "127.0.0.1"))
+    assert health('health = { exec = ["bin/check"] }', port=False).exec == (str(tmp_path / "bin" / "check"),)
+
+
+def test_health_checks_survive_the_stored_json(tmp_path):
+    """Rollback rebuilds a service's config from the JSON it was stored as (older rows lack new keys)."""
+    from aurora_tui.core.records import config_from_key, config_key
+
+    text = MINIMAL + 'port = 80\nhealth = { http = "/", expect_status = [200, "3xx"], headers = { Host = "x" }, scheme = "https" }\n'
+    lines = [text, MINIMAL + 'health = { exec = ["pg_isready", ""] }\n', MINIMAL + 'port = 80\nhealth = { tcp = true, send = "P\\r\\n", expect = "+P" }\n']
+    for text in lines:
+        svc = parse_config(text, "mem.toml", base_dir=tmp_path).service("web")
+        again = config_from_key(config_key(svc))
+        assert again == svc and hash(again) == hash(svc)
+    old = json.loads(config_key(svc))
+    old["health"] = {"kind": "http", "path": "/", "expect_status": 200, "expect_body": None, "timeout": 2.0}
+    assert config_from_key(json.dumps(old)).health == HealthCheck("http", "/")
+
+
 def test_load_config_uses_file_directory(tmp_path):
     path = tmp_path / "fleet.toml"
     path.write_text('[aurora]\ndb = "a.db"\n' + MINIMAL)
@@ -247,7 +289,8 @@ BAD = [
     ("missing_command", '[[service]]\nname = "a"\n', "service[1].command", "missing required key 'command'"),
     ("shell_command", '[[service]]\nname = "a"\ncommand = "python3 app.py"\n', "service[1].command", "not a shell string"),
     ("empty_command", '[[service]]\nname = "a"\ncommand = []\n', "service[1].command", "must not be empty"),
-    ("empty_arg", '[[service]]\nname = "a"\ncommand = ["python3", ""]\n', "service[1].command[1]", "empty string"),
+    # An empty argument is fine (redis's `--save ""`); one no program can receive is not.
+    ("nul_arg", '[[service]]\nname = "a"\ncommand = ["python3", "a\\u0000b"]\n', "service[1].command[1]", "NUL character"),
     ("non_string_arg", '[[service]]\nname = "a"\ncommand = ["python3", 1]\n', "service[1].command[1]", "must be a string"),
     ("duplicate_name", svc("a") + svc("a"), "service[2].name", "duplicate name 'a'"),
     ("duplicate_port", svc("a", port=5001) + svc("b", port=5001), "service[2].port", "b: port 5001 is already used by a"),
@@ -263,6 +306,30 @@ BAD = [
     ("health_timeout", svc(port=1, extra='health = { http = "/", timeout = 0 }'), "service[1].health.timeout", "positive"),
     ("health_tcp_timeout_neg", svc(port=1, extra="health = { tcp = true, timeout = -1 }"), "service[1].health.timeout", "positive"),
     ("health_string", svc(port=1, extra='health = "/healthz"'), "service[1].health", "must be a table"),
+    ("health_exec_and_http", svc(port=1, extra='health = { http = "/", exec = ["pg_isready"] }'), "service[1].health", "not both http and exec"),
+    ("health_exec_shell", svc(extra='health = { exec = "pg_isready -h db" }'), "service[1].health.exec", "not a shell string"),
+    ("health_exec_empty", svc(extra="health = { exec = [] }"), "service[1].health.exec", "must not be empty"),
+    ("health_exec_host", svc(extra='health = { exec = ["pg_isready"], host = "db" }'), "service[1].health.host", "only applies to http and tcp health checks"),
+    ("health_tcp_no_port", svc(extra="health = { tcp = true }"), "service[1].health", "a tcp health check needs a port"),
+    ("health_status_list_item", svc(port=1, extra='health = { http = "/", expect_status = [200, 700] }'), "service[1].health.expect_status[1]", "from 100 to 599"),
+    ("health_status_empty_list", svc(port=1, extra='health = { http = "/", expect_status = [] }'), "service[1].health.expect_status", "at least one status"),
+    ("health_status_class", svc(port=1, extra='health = { http = "/", expect_status = "2xy" }'), "service[1].health.expect_status", 'a class such as "2xx", got string'),
+    ("health_status_tcp", svc(port=1, extra="health = { tcp = true, expect_status = 200 }"), "service[1].health.expect_status", "only applies to http health checks"),
+    ("health_scheme", svc(port=1, extra='health = { http = "/", scheme = "ftp" }'), "service[1].health.scheme", 'must be "http" or "https"'),
+    ("health_verify_without_https", svc(port=1, extra='health = { http = "/", verify_tls = false }'), "service[1].health.verify_tls", 'add scheme = "https"'),
+    ("health_verify_not_bool", svc(port=1, extra='health = { http = "/", scheme = "https", verify_tls = "no" }'), "service[1].health.verify_tls", "must be true or false"),
+    ("health_host_url", svc(port=1, extra='health = { http = "/", host = "http://db:80" }'), "service[1].health.host", "no scheme, port or path"),
+    ("health_host_empty", svc(port=1, extra='health = { tcp = true, host = "" }'), "service[1].health.host", "must not be empty"),
+    ("health_headers_string", svc(port=1, extra='health = { http = "/", headers = "X-Token: s" }'), "service[1].health.headers", "must be a table of strings"),
+    ("health_header_value", svc(port=1, extra='health = { http = "/", headers = { X-Token = 5 } }'), "service[1].health.headers.X-Token", "must be a string, got integer 5"),
+    ("health_header_newline", svc(port=1, extra='health = { http = "/", headers = { X-Token = "a\\nb" } }'), "service[1].health.headers.X-Token", "line break"),
+    ("health_header_own", svc(port=1, extra='health = { http = "/", headers = { Connection = "keep-alive" } }'), "service[1].health.headers.Connection", "set by the check itself"),
+    ("health_header_name", svc(port=1, extra='health = { http = "/", headers = { "X Token" = "s" } }'), "service[1].health.headers.X Token", "not a valid HTTP header name"),
+    ("health_send_without_expect", svc(port=1, extra='health = { tcp = true, send = "PING" }'), "service[1].health.send", "needs expect"),
+    ("health_send_bad_escape", svc(port=1, extra="health = { tcp = true, send = 'PING\\q', expect = '+PONG' }"), "service[1].health.send", 'unknown escape "\\q"'),
+    ("health_send_empty", svc(port=1, extra='health = { tcp = true, send = "", expect = "+PONG" }'), "service[1].health.send", "must not be empty"),
+    ("health_expect_http", svc(port=1, extra='health = { http = "/", expect = "ok" }'), "service[1].health.expect", "only applies to tcp health checks"),
+    ("health_body_tcp", svc(port=1, extra='health = { tcp = true, expect_body = "ok" }'), "service[1].health.expect_body", "only applies to http health checks"),
     ("stop_timeout_zero", svc(extra="stop_timeout = 0"), "service[1].stop_timeout", "positive"),
     ("start_grace_negative", svc(extra="start_grace = -1"), "service[1].start_grace", ">= 0"),
     ("restart_delay_negative", svc(extra="restart_delay = -0.1"), "service[1].restart_delay", ">= 0"),

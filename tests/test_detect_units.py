@@ -1,6 +1,8 @@
 """Pure detection and diagnosis on recorded sample sequences: no processes, exact replay."""
 from __future__ import annotations
 
+import dataclasses
+
 from aurora_tui.core import detect
 from aurora_tui.core.config import HealthCheck, Limits, ServiceConfig
 from aurora_tui.core.detect import DependencyState, HostView, ServiceView, detect_host, detect_service
@@ -50,7 +52,7 @@ def test_a_quiet_sequence_triggers_nothing():
 
 def test_every_pattern_has_a_detector_and_the_supersedes_graph_is_acyclic():
     patterns = load_patterns()
-    assert len(patterns) == 25
+    assert len(patterns) == 26
     assert set(patterns) == set(detect.SERVICE_DETECTORS) | set(detect.HOST_DETECTORS)
     state: dict[str, int] = {}
 
@@ -153,6 +155,90 @@ def test_status_share_patterns_need_the_newest_answer_to_be_bad():
     assert run("http_errors", view(seq)).evidence["status_codes"][-2:] == [500, 500]
     assert run("http_errors", view(seq + [sample(5)])) is None
     assert run("rate_limited", view(quiet(3) + [bad(3, 429), bad(4, 429)])) is not None
+
+
+def with_health(health, **changes):
+    """The test service with another health check (and other config changes)."""
+    return dataclasses.replace(SVC, health=health, **changes)
+
+
+def view_of(config, samples, **kw):
+    kw.setdefault("started_at", T0 - 100)
+    kw.setdefault("healthy_since_start", True)
+    return ServiceView(config=config, state=kw.pop("state", "running"), samples=samples, **kw)
+
+
+def test_other_unexpected_statuses_have_a_pattern_of_their_own():
+    bad = lambda i, code: sample(i, health=HealthResult("http", False, 3.0, code, f"<h1>{code}</h1>", f"HTTP {code}, expected 200"))  # noqa: E731
+    not_found = quiet(3) + [bad(3, 404), bad(4, 404)]
+    found = run("http_unexpected_status", view(not_found))
+    assert found.evidence["status_codes"][-2:] == [404, 404] and found.evidence["expected"] == "200"
+    assert found.evidence["body_excerpt"] == "<h1>404</h1>" and "/healthz" in found.evidence["check"]
+    assert found.summary == "api answered HTTP 404 where 200 was expected to 2 of its last 4 health checks"
+    assert run("http_errors", view(not_found)) is None and run("rate_limited", view(not_found)) is None
+    for code in (301, 401, 403):
+        assert run("http_unexpected_status", view(quiet(3) + [bad(3, code), bad(4, code)])) is not None
+    # 5xx and 429 keep theirs; a single 404 is below the debounce; the newest answer must be bad.
+    assert run("http_unexpected_status", view(quiet(3) + [bad(3, 503), bad(4, 503)])) is None
+    assert run("http_unexpected_status", view(quiet(3) + [bad(3, 429), bad(4, 429)])) is None
+    assert run("http_unexpected_status", view(quiet(3) + [bad(3, 404)])) is None
+    assert run("http_unexpected_status", view(not_found + [sample(5)])) is None
+
+
+def test_a_status_the_check_expects_is_never_a_finding():
+    answered = lambda i, code: sample(i, health=HealthResult("http", True, 3.0, code, "x"))  # noqa: E731
+    redirects = with_health(HealthCheck("http", "/", ("3xx", 200)))
+    assert run("http_unexpected_status", view_of(redirects, quiet(3) + [answered(3, 302), answered(4, 301)])) is None
+    maintenance = with_health(HealthCheck("http", "/", "5xx"))
+    assert run("http_errors", view_of(maintenance, quiet(3) + [answered(3, 503), answered(4, 503)])) is None
+    # ... and a status it expects with the wrong body is wrong content, whatever the status.
+    wrong_body = HealthResult("http", False, 3.0, 204, "degraded", "body does not contain 'ok'")
+    accepts_2xx = with_health(HealthCheck("http", "/", "2xx", "ok"))
+    found = run("health_content_mismatch", view_of(accepts_2xx, [sample(i, health=wrong_body) for i in range(2)]))
+    assert found.summary == "api answers 204 but body does not contain 'ok': 'degraded'"
+
+
+def test_a_wrong_status_and_the_wrong_body_are_one_diagnosis():
+    status = detect.Finding("http_unexpected_status", "api", "404", {"status_codes": [404]}, T0, magnitude=2.0, persisted=2, debounce=2)
+    body = detect.Finding("health_content_mismatch", "api", "wrong body", {}, T0, persisted=2, debounce=2)
+    (only,) = diagnose([status, body])
+    assert only.pattern == "http_unexpected_status" and "health_content_mismatch" in only.related
+    assert only.actions == ("notify",)  # escalated to a human: a restart serves the same 404
+
+
+PING = HealthCheck("tcp", send="PING\r\n", expect="+PONG", timeout=1.0)
+
+
+def test_a_tcp_peer_that_answers_something_else_is_wrong_content_not_a_hang():
+    busy = HealthResult("tcp", False, None, None, "-BUSY Redis is busy\r\n", "answer does not contain '+PONG': answered '-BUSY Redis is busy\\r\\n' to 'PING\\r\\n'")
+    v = view_of(with_health(PING), quiet(3) + [sample(3 + i, health=busy) for i in range(2)])
+    found = run("health_content_mismatch", v)
+    assert found.evidence["body_excerpt"] == "-BUSY Redis is busy\r\n" and found.evidence["expected"] == "+PONG"
+    assert found.summary == "api answered '-BUSY Redis is busy\\r\\n' to 'PING\\r\\n'; a healthy one says '+PONG'"
+    assert run("hung", v) is None
+
+
+def test_a_silent_tcp_peer_is_hung_in_state_running_or_sleeping():
+    silent = HealthResult("tcp", False, None, None, "", "timed out after 1s with no answer to 'PING\\r\\n'")
+    for state in ("running", "sleeping"):
+        v = view_of(with_health(PING), quiet(3) + [sample(3 + i, facts(status=state, cpu=99.0), silent) for i in range(2)])
+        found = run("hung", v)
+        assert found.evidence["process_states"] == [state, state] and found.evidence["answer"] == ""
+        assert found.evidence["check"] == "tcp 127.0.0.1:8000, send 'PING\\r\\n', expect '+PONG'"
+        assert f"(pid 100, {state}, 99% CPU) is alive but its health check timed out 2 times" in found.summary
+        assert run("health_content_mismatch", v) is None
+
+
+def test_a_failing_exec_check_is_wrong_content_and_one_that_cannot_run_is_not():
+    pg = with_health(HealthCheck("exec", exec=("pg_isready", "-h", "127.0.0.1")), port=None)
+    failed = HealthResult("exec", False, 40.0, None, "127.0.0.1:5432 - no response", "check exited with status 2: 127.0.0.1:5432 - no response")
+    found = run("health_content_mismatch", view_of(pg, quiet(3) + [sample(3 + i, health=failed) for i in range(2)]))
+    assert found.evidence["expected"] == "exit status 0" and found.evidence["check"] == "exec pg_isready -h 127.0.0.1"
+    assert found.summary == "api's health command pg_isready exited with status 2: 127.0.0.1:5432 - no response"
+    cannot = HealthResult("exec", False, error="cannot run 'pg_isready': No such file or directory")
+    assert run("health_content_mismatch", view_of(pg, [sample(i, health=cannot) for i in range(3)])) is None
+    hangs = HealthResult("exec", False, None, None, "", "timed out after 2s; killed its process group")
+    assert run("hung", view_of(pg, [sample(i, health=hangs) for i in range(2)])) is not None
 
 
 def test_flapping_and_dependency_down_supersede_plain_errors():

@@ -421,7 +421,7 @@ def test_explain_patterns(text, pattern):
 
 
 def test_pattern_ids_and_phrases():
-    assert len(PATTERN_IDS) == 25 and len(set(PATTERN_IDS)) == 25
+    assert len(PATTERN_IDS) == 26 and len(set(PATTERN_IDS)) == 26
     for pid in PATTERN_IDS:
         assert resolve_pattern(pid) == pid
         assert resolve_pattern(pid.replace("_", " ")) == pid

@@ -156,7 +156,8 @@ async def test_crash_loop_backs_off_and_never_gives_up(tmp_path):
         crashed = [e for e in await engine.recent_events(service="flaky", limit=200) if e.kind == "crashed"]
         assert crashed[0].data["code"] == 3
         # It was escalated with its diagnosis, and the retries go on (nothing gave up, unlike FATAL).
-        loop = (await engine.list_incidents(service="flaky", pattern="crash_loop"))[0]
+        # It exits at once, never having started, so the diagnosis is a start-up failure.
+        loop = (await engine.list_incidents(service="flaky", pattern="startup_failure"))[0]
         assert loop.status in ("healing", "escalated")
         plan = (await engine.list_plans(status=None))[0]
         assert plan.fix == "notify+backoff" and plan.status == "executing"

@@ -54,11 +54,13 @@ async def test_crashed(tmp_path):
 
 
 async def test_crash_loop(tmp_path):
+    # It has no health check, so it counts as started once it outlives its start grace (issue 10,
+    # item 7); dying at once instead would be a start-up failure (test_portless.py).
     script = tmp_path / "dies.py"
-    script.write_text("import time, sys\nprint('starting', flush=True)\ntime.sleep(0.3)\nsys.exit(3)\n")
+    script.write_text("import time, sys\nprint('starting', flush=True)\ntime.sleep(1.5)\nsys.exit(3)\n")
     from aurora_tui.core.config import ServiceConfig
 
-    svc = ServiceConfig(name="dies", command=(sys.executable, str(script)), restart_delay=0.1)
+    svc = ServiceConfig(name="dies", command=(sys.executable, str(script)), restart_delay=0.1, start_grace=0.3)
     async with running(fleet_config(tmp_path, svc), healthy=False) as engine:
         incident = await incident_for(engine, "dies", "crash_loop", timeout=30)
         sensible(incident, 7)
@@ -252,6 +254,29 @@ async def test_health_content_mismatch(tmp_path):
         incident = await incident_for(engine, "api", "health_content_mismatch")
         sensible(incident)
         assert "degraded" in incident.evidence["body_excerpt"]
+
+
+async def test_http_unexpected_status(tmp_path):
+    # A stock server (python -m http.server) loses the file its health check asks for: 404.
+    from aurora_tui.core.config import HealthCheck, ServiceConfig
+
+    root, port = tmp_path / "site", free_port()
+    root.mkdir()
+    (root / "health.txt").write_text("ok\n")
+    svc = ServiceConfig(
+        name="files", command=(sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)),
+        port=port, health=HealthCheck("http", "/health.txt", expect_body="ok", timeout=1.0), start_grace=5.0, stop_timeout=3.0,
+    )
+    async with running(fleet_config(tmp_path, svc)) as engine:
+        pid = engine.fleet.runners["files"].pid
+        (root / "health.txt").unlink()
+        incident = await incident_for(engine, "files", "http_unexpected_status")
+        sensible(incident)
+        assert incident.evidence["status_codes"][-1] == 404 and incident.evidence["expected"] == "200"
+        await scans_pass(engine, 3)
+        # The body is wrong too, but that is the same cause; and a 404 is escalated, not restarted.
+        assert await patterns_seen(engine, "files") == {"http_unexpected_status"}
+        assert engine.fleet.runners["files"].pid == pid
 
 
 async def test_disk_full_with_a_threshold_below_current_use(tmp_path):

@@ -10,7 +10,8 @@ import psutil
 import pytest
 
 from aurora_tui.core.config import HealthCheck
-from aurora_tui.core.probes import ConnectionTable, ProcessProber, health_check, host_sample, port_facts
+from aurora_tui.core.health import health_check
+from aurora_tui.core.probes import ConnectionTable, ProcessProber, host_sample, port_facts
 
 from .fleet import free_port, http_service, squat, stop_process
 from .helpers import wait_until

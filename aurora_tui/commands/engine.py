@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..core.config import Config, demo_config_text, load_config
+from ..core.config import Config, ConfigError, demo_config_text, executable_problems, load_config
 from ..core.control import socket_path
 from ..core.logconfig import FORMATS, LEVELS, configure_logging, log_path
 from .common import engine_options, load, target_db
@@ -93,8 +93,14 @@ def run(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    errors, warnings = executable_problems(config)
+    for key, problem in warnings:
+        print(f"{args.file}: {key}: warning: {problem}", file=sys.stderr)
+    if errors:
+        raise ConfigError(str(args.file), errors)
     managed = sum(1 for s in config.services if s.managed)
-    print(f"{args.file}: ok ({len(config.services)} services, {managed} managed)")
+    noted = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
+    print(f"{args.file}: ok ({len(config.services)} services, {managed} managed{noted})")
     return 0
 
 

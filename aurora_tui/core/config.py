@@ -14,6 +14,8 @@ No Textual, no processes, no network.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import tomllib
 from dataclasses import replace
@@ -45,6 +47,7 @@ __all__ = [
     "ConfigError",
     "parse_config",
     "load_config",
+    "executable_problems",
     "demo_config_text",
     "demo_config",
     "with_overrides",
@@ -183,6 +186,41 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(str(path), [("", f"cannot read: not valid UTF-8 ({exc.reason} at byte {exc.start})")]) from None
     base = resolve_path(p).parent
     return parse_config(text, str(path), base_dir=base)
+
+
+def executable_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """What is wrong with the programs the managed services would run, as (errors, warnings) of
+    ``(key, problem)``. A path that does not lead to an executable is an error. A bare name not on
+    PATH is only a warning: it is looked up again at each start, so it may be installed by then.
+
+    This looks at the machine, not at the file, so only ``check-config`` asks: an engine starts
+    anyway and diagnoses a program that cannot run as a start-up failure, retrying it."""
+    errors: list[tuple[str, str]] = []
+    warnings: list[tuple[str, str]] = []
+    for index, svc in enumerate(config.services, start=1):
+        if not svc.managed or not svc.command:
+            continue
+        key, program = f"service[{index}].command[0]", svc.command[0]
+        if "/" in program:
+            problem = _not_executable(Path(program))
+            if problem:
+                errors.append((key, f"{svc.name}: {problem}: {program!r}"))
+            continue
+        # The service's own PATH, if it sets one, is where its program is looked for.
+        search = dict(svc.env).get("PATH", os.environ.get("PATH", os.defpath))
+        if shutil.which(program, path=search) is None:
+            warnings.append((key, f"{svc.name}: {program!r} is not on PATH (it is looked up again at each start)"))
+    return errors, warnings
+
+
+def _not_executable(path: Path) -> str | None:
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "is a directory, not a program"
+    if not os.access(path, os.X_OK):
+        return "not executable"
+    return None
 
 
 # --------------------------------------------------------------------------- demo fleet

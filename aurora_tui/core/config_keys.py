@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .config_checker import Checker, describe, unknown_key_message
+from .config_health import CHECK_KINDS, expect_status, health_host, http_headers, http_path, http_scheme, wire_text
 from .config_model import MAX_CPU_PERCENT, NAME_PATTERN, HealthCheck, Limits, PatternOverrides, Settings
 from .patterns import Pattern, load_patterns
 
@@ -47,7 +48,9 @@ SERVICE_KEYS = (
     "managed",
     "patterns",
 )
-HEALTH_KEYS = ("http", "tcp", "expect_status", "expect_body", "timeout")
+HEALTH_KEYS = (
+    "http", "tcp", "exec", "host", "scheme", "verify_tls", "headers", "expect_status", "expect_body", "send", "expect", "timeout",
+)
 LIMIT_KEYS = ("memory_mb", "cpu_percent", "fds_percent", "threads", "connections")
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
@@ -228,51 +231,56 @@ _settings = _record(Settings, _SETTINGS_PARSERS, AURORA_KEYS, "([aurora])")
 # --------------------------------------------------------------------------- [[service]] health
 
 
-def _http_path(value: Any, at: str, c: Checker) -> str | None:
-    if not isinstance(value, str):
-        c.add(at, f'must be a URL path string such as "/healthz", got {describe(value)}')
-        return None
-    if not value.startswith("/"):
-        c.add(at, f'must be a URL path starting with "/", got {value!r}')
-        return None
-    if any(ch.isspace() for ch in value):
-        c.add(at, f"must not contain whitespace, got {value!r}")
-        return None
-    return value
+def _health_kind(table: Mapping[str, Any]) -> str | None:
+    """The kind of check a health table asks for, when it names exactly one."""
+    given = [kind for kind in CHECK_KINDS if kind in table]
+    return given[0] if len(given) == 1 else None
 
 
-def _health_probe(table: Mapping[str, Any], at: str, c: Checker) -> tuple[str, str | None] | None:
-    """The check's kind and, for http, its URL path; None after recording why there is none."""
-    has_http, has_tcp = "http" in table, "tcp" in table
-    if has_http and has_tcp:
-        c.add(at, "give either http or tcp, not both")
+def _health_probe(at: str, health: Scope) -> tuple[str, str | None, tuple[str, ...]] | None:
+    """The check's kind, its URL path (http) and its argv (exec); None after recording why there is none."""
+    c, table = health.checker, health.table
+    given = [kind for kind in CHECK_KINDS if kind in table]
+    if len(given) > 1:
+        c.add(at, f"give one of http, tcp or exec, not both {given[0]} and {given[1]}")
         return None
-    if not has_http and not has_tcp:
-        c.add(at, 'must say how to check: { http = "/path" } or { tcp = true }')
+    if not given:
+        c.add(at, 'must say how to check: { http = "/path" }, { tcp = true } or { exec = ["program", "arg"] }')
         return None
-    if has_tcp:
+    if given[0] == "tcp":
         if table["tcp"] is not True:
             c.add(f"{at}.tcp", f"must be true (leave out health for no check), got {describe(table['tcp'])}")
             return None
-        return "tcp", None
-    path = _http_path(table["http"], f"{at}.http", c)
-    return None if path is None else ("http", path)
+        return "tcp", None, ()
+    if given[0] == "exec":
+        # The same argv rules as a service's command: no shell, and a relative program path is
+        # relative to the config file.
+        argv = _command(table["exec"], f"{at}.exec", health)
+        return None if argv is None else ("exec", None, argv)
+    path = http_path(table["http"], f"{at}.http", c)
+    return None if path is None else ("http", path, ())
 
 
-def _http_only(parse: KeyParser) -> KeyParser:
-    """``parse``, for a key that a tcp check has no use for (and so rejects)."""
+def _for_kinds(parse: KeyParser, *kinds: str) -> KeyParser:
+    """``parse``, for a key that only some kinds of check use (the others reject it by name)."""
 
-    def parse_http_option(value: Any, at: str, scope: Scope) -> Any:
-        if "tcp" in scope.table and "http" not in scope.table:
-            scope.checker.add(at, "only applies to http health checks")
+    def parse_option(value: Any, at: str, scope: Scope) -> Any:
+        kind = _health_kind(scope.table)
+        if kind is not None and kind not in kinds:
+            scope.checker.add(at, f"only applies to {' and '.join(kinds)} health checks")
             return None
         return parse(value, at, scope)
 
-    return parse_http_option
+    return parse_option
 
 
-def _expect_status(value: Any, at: str, scope: Scope) -> int | None:
-    return scope.checker.integer(at, value, 100, 599, "an HTTP status code")
+def _checked(check: Callable[[Any, str, Checker], Any]) -> KeyParser:
+    """A key parser from a value checker that needs nothing of its table but the checker."""
+
+    def parse_value(value: Any, at: str, scope: Scope) -> Any:
+        return check(value, at, scope.checker)
+
+    return parse_value
 
 
 def _expect_body(value: Any, at: str, scope: Scope) -> str | None:
@@ -280,25 +288,47 @@ def _expect_body(value: Any, at: str, scope: Scope) -> str | None:
 
 
 _HEALTH_OPTION_PARSERS: dict[str, KeyParser] = {
-    "expect_status": _http_only(_expect_status),
-    "expect_body": _http_only(_expect_body),
+    "host": _for_kinds(_checked(health_host), "http", "tcp"),
+    "scheme": _for_kinds(_checked(http_scheme), "http"),
+    "verify_tls": _for_kinds(_boolean, "http"),
+    "headers": _for_kinds(_checked(http_headers), "http"),
+    "expect_status": _for_kinds(_checked(expect_status), "http"),
+    "expect_body": _for_kinds(_expect_body, "http"),
+    "send": _for_kinds(_checked(wire_text), "tcp"),
+    "expect": _for_kinds(_checked(wire_text), "tcp"),
     "timeout": _number(),
 }
 
 
+def _health_rules(at: str, health: Scope, service: Scope) -> bool:
+    """The rules between keys: a port to check, TLS options only for TLS, nothing sent unanswered."""
+    c, table = health.checker, health.table
+    kind = _health_kind(table)
+    ok = True
+    if kind in ("http", "tcp") and "port" not in service.table:
+        c.add(at, f"a {kind} health check needs a port; add port = ... (an exec check does not)")
+        ok = False
+    if kind == "http" and "verify_tls" in table and table.get("scheme") != "https":
+        c.add(f"{at}.verify_tls", 'only applies to https checks; add scheme = "https"')
+        ok = False
+    if kind == "tcp" and "send" in table and "expect" not in table:
+        # Without an answer to wait for, sending proves no more than connecting.
+        c.add(f"{at}.send", 'needs expect: what a healthy peer answers, such as expect = "+PONG"')
+        ok = False
+    return ok
+
+
 def _health(value: Any, at: str, scope: Scope) -> HealthCheck | None:
-    health = _open_table(value, at, scope, HEALTH_KEYS, 'such as { http = "/healthz" } or { tcp = true }')
+    health = _open_table(value, at, scope, HEALTH_KEYS, 'such as { http = "/healthz" }, { tcp = true } or { exec = [...] }')
     if health is None:
         return None
-    probe = _health_probe(health.table, at, scope.checker)
+    probe = _health_probe(at, health)
     options = parse_keys(health, _HEALTH_OPTION_PARSERS)
-    port_given = "port" in scope.table
-    if not port_given:
-        scope.checker.add(at, "a health check needs a port; add port = ...")
-    if probe is None or not port_given or not _all_parsed(options):
+    rules_kept = _health_rules(at, health, scope)
+    if probe is None or not rules_kept or not _all_parsed(options):
         return None
-    kind, path = probe
-    return HealthCheck(kind, path=path, **options)
+    kind, path, argv = probe
+    return HealthCheck(kind, path=path, exec=argv, **options)
 
 
 def _default_health(at: str, scope: Scope) -> HealthCheck:
@@ -336,17 +366,25 @@ def _command(value: Any, at: str, scope: Scope) -> tuple[str, ...] | None:
         c.add(at, 'must not be empty; give the program and its arguments, e.g. ["python3", "app.py"]')
         return None
     ok = True
+    # An argument may be empty or hold spaces: argv reaches the program as it is, with no shell to
+    # split it, and some need exactly that (redis's documented `--save ""` turns snapshots off).
     for i, arg in enumerate(value):
         if not isinstance(arg, str):
             c.add(f"{at}[{i}]", f"must be a string, got {describe(arg)}")
             ok = False
-        elif arg == "":
-            c.add(f"{at}[{i}]", "must not be an empty string")
+        elif "\0" in arg:
+            c.add(f"{at}[{i}]", "must not contain a NUL character")
             ok = False
     if ok and not value[0].strip():
         c.add(f"{at}[0]", "the program name must not be blank")
         ok = False
-    return tuple(value) if ok else None
+    return (_executable(value[0], scope.base_dir), *value[1:]) if ok else None
+
+
+def _executable(program: str, base_dir: Path) -> str:
+    """``program`` as the service will run it: a path (anything with a slash) resolves against the
+    config file's directory, like every relative path in the file; a bare name is left for PATH."""
+    return str(resolve_path(program, base_dir)) if "/" in program else program
 
 
 def _missing_command(at: str, scope: Scope) -> tuple[str, ...] | None:
@@ -494,7 +532,7 @@ _DOCUMENT_WHEN_ABSENT: dict[str, WhenAbsent] = {"aurora": _default_settings, "se
 assert set(TOP_KEYS) == set(_DOCUMENT_PARSERS)
 assert set(AURORA_KEYS) == set(_SETTINGS_PARSERS)
 assert set(SERVICE_KEYS) == set(_SERVICE_NAME_PARSER) | set(_SERVICE_PARSERS)
-assert set(HEALTH_KEYS) == {"http", "tcp"} | set(_HEALTH_OPTION_PARSERS)
+assert set(HEALTH_KEYS) == set(CHECK_KINDS) | set(_HEALTH_OPTION_PARSERS)
 assert set(LIMIT_KEYS) == set(_LIMIT_PARSERS)
 
 

@@ -18,13 +18,84 @@ MAX_CPU_PERCENT = 6400.0
 PatternOverrides = tuple[tuple[str, tuple[tuple[str, float], ...]], ...]
 
 
+# What an HTTP check accepts: a code (200), a class ("2xx"), or several of either.
+StatusExpectation = int | str | tuple[int | str, ...]
+
+_SIMPLE_ESCAPES = {"r": b"\r", "n": b"\n", "t": b"\t", "\\": b"\\"}
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def decode_escapes(text: str) -> bytes:
+    """``text`` as the bytes a tcp check sends or expects: ``\\r``, ``\\n``, ``\\t``, ``\\xNN`` and ``\\\\``
+    written literally (a TOML literal string) become those bytes; everything else is UTF-8.
+
+    Raises ValueError naming an escape it does not know, so a typo never goes out on the wire."""
+    out = bytearray()
+    pos = 0
+    while (i := text.find("\\", pos)) >= 0:
+        out += text[pos:i].encode()
+        code = text[i + 1 : i + 2]
+        digits = text[i + 2 : i + 4]
+        if code in _SIMPLE_ESCAPES:
+            out += _SIMPLE_ESCAPES[code]
+            pos = i + 2
+        elif code == "x" and len(digits) == 2 and set(digits) <= _HEX:
+            out.append(int(digits, 16))
+            pos = i + 4
+        else:
+            shown = text[i : i + 4] if code == "x" else text[i : i + 2]
+            raise ValueError(f'unknown escape "{shown}"; use \\r, \\n, \\t, \\xNN, or \\\\ for a backslash')
+    out += text[pos:].encode()
+    return bytes(out)
+
+
 @dataclass(frozen=True)
 class HealthCheck:
-    kind: str  # "http" | "tcp" | "none"
+    kind: str  # "http" | "tcp" | "exec" | "none"
     path: str | None = None  # for http, starts with "/"
-    expect_status: int = 200
+    expect_status: StatusExpectation = 200
     expect_body: str | None = None  # substring that the body must contain
     timeout: float = 2.0
+    host: str = "127.0.0.1"  # http and tcp
+    scheme: str = "http"  # "http" | "https"
+    verify_tls: bool = True
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers, in the order given
+    # tcp: written as configured; escapes are decoded when the check runs (see decode_escapes).
+    send: str | None = None
+    expect: str | None = None
+    exec: tuple[str, ...] = ()  # an argv run without a shell; exit 0 means healthy
+
+    def expects_status(self, code: int) -> bool:
+        wanted = self.expect_status if isinstance(self.expect_status, tuple) else (self.expect_status,)
+        return any(code == w if isinstance(w, int) else str(code)[0] == w[0] for w in wanted)
+
+    def expected_statuses(self) -> str:
+        """The accepted statuses as written: ``200``, ``200, 204`` or ``2xx``."""
+        wanted = self.expect_status if isinstance(self.expect_status, tuple) else (self.expect_status,)
+        return ", ".join(str(w) for w in wanted)
+
+    def describe(self, port: int | None) -> str:
+        """One line saying what the check does, for evidence and messages."""
+        if self.kind == "http":
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return f"GET {self.scheme}://{host}:{port}{self.path or '/'} expecting {self.expected_statuses()}"
+        if self.kind == "tcp":
+            exchange = "".join(f", {key} {value!r}" for key, value in (("send", self.send), ("expect", self.expect)) if value is not None)
+            return f"tcp {self.host}:{port}{exchange}"
+        if self.kind == "exec":
+            return "exec " + " ".join(self.exec)
+        return "no health check"
+
+    @classmethod
+    def from_jsonable(cls, data: dict) -> HealthCheck:
+        """Rebuild a check from its JSON form (lists back to the tuples a frozen dataclass needs).
+        Keys it does not have (a check stored by an older version) keep their defaults."""
+        data = dict(data)
+        if isinstance(data.get("expect_status"), list):
+            data["expect_status"] = tuple(data["expect_status"])
+        data["headers"] = tuple(tuple(pair) for pair in data.get("headers", ()))
+        data["exec"] = tuple(data.get("exec", ()))
+        return cls(**data)
 
 
 @dataclass(frozen=True)

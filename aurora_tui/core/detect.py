@@ -10,8 +10,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from .config import ServiceConfig
-from .model import ExitInfo, HealthResult, HostSample, ServiceSample
+from .config import HealthCheck, ServiceConfig
+from .model import EXEC_FAILED, TIMED_OUT, WRONG_ANSWER, WRONG_BODY, ExitInfo, HealthResult, HostSample, ServiceSample
 from .patterns import HOST
 
 MB = 1024 * 1024
@@ -131,7 +131,7 @@ def _health(sample: ServiceSample) -> HealthResult | None:
 
 def _timed_out(sample: ServiceSample) -> bool:
     h = _health(sample)
-    return h is not None and h.ok is False and (h.error or "").startswith("timed out")
+    return h is not None and h.ok is False and (h.error or "").startswith(TIMED_OUT)
 
 
 def _threshold_streak(view: ServiceView, p: Params, value: Callable[[ServiceSample], float | None], threshold: float):
@@ -214,20 +214,27 @@ def hung(view: ServiceView, p: Params, now: float) -> Finding | None:
     stopped, stopped_onset = streak(run, lambda s: s.process.status == "stopped")
     timeouts, timeout_onset = streak(run, _timed_out)
     latest = run[-1]
-    assert latest.process is not None
+    process = latest.process
+    assert process is not None
     evidence = {
-        "pid": latest.process.pid,
-        "process_status": latest.process.status,
-        "cpu_percent": round(latest.process.cpu_percent, 1),
+        "pid": process.pid,
+        "process_status": process.status,
+        "cpu_percent": round(process.cpu_percent, 1),
         "health_timeouts_in_a_row": timeouts,
         "health_error": latest.health.error if latest.health else None,
+        # A process stuck in a busy loop stays "running", one blocked forever "sleeping": only its
+        # silence gives it away, so what was asked and what came back are the evidence.
+        "process_states": [s.process.status for s in run[-max(1, timeouts):]],
+        "check": view.config.health.describe(view.config.port),
+        "answer": latest.health.body_excerpt if latest.health else None,
     }
     if stopped >= 1 and stopped_onset is not None:
-        summary = f"{view.name} (pid {latest.process.pid}) is stopped (state T): alive but not running"
+        summary = f"{view.name} (pid {process.pid}) is stopped (state T): alive but not running"
         return Finding("hung", view.name, summary, evidence, stopped_onset, magnitude=2.0, persisted=max(stopped, timeouts), debounce=1)
     debounce = int(p["debounce"])
     if timeouts >= debounce and timeout_onset is not None and view.state == "running":
-        summary = f"{view.name} (pid {latest.process.pid}) is alive but its health check timed out {timeouts} times in a row"
+        how = f"{process.status}, {process.cpu_percent:.0f}% CPU"
+        summary = f"{view.name} (pid {process.pid}, {how}) is alive but its health check timed out {timeouts} times in a row"
         return Finding("hung", view.name, summary, evidence, timeout_onset, persisted=timeouts, debounce=debounce)
     return None
 
@@ -405,17 +412,32 @@ connection_exhaustion = _limit_pattern("connection_exhaustion", "connections", "
 
 
 def _status_share(pattern: str, statuses: Callable[[int], bool], what: str):
+    """A detector for a share of health answers with an unwanted status. ``what`` may name the codes
+    seen ("{codes}") and those expected ("{expected}"). A status the check expects never counts."""
+
     def detect(view: ServiceView, p: Params, now: float) -> Finding | None:
+        check = view.config.health
+
+        def hit(s: ServiceSample) -> bool:
+            code = s.health.status_code
+            return code is not None and not check.expects_status(code) and statuses(code)
+
         checks = [s for s in view.current_run() if s.health is not None][-int(p["window"]):]
-        hits = [s for s in checks if s.health.status_code is not None and statuses(s.health.status_code)]
+        hits = [s for s in checks if hit(s)]
         if len(hits) < int(p["debounce"]) or not checks or len(hits) / len(checks) < p["ratio"]:
             return None
-        if not checks[-1].health.status_code or not statuses(checks[-1].health.status_code):
+        if not hit(checks[-1]):
             return None  # the newest answer is fine again
         share = len(hits) / len(checks)
         codes = [s.health.status_code for s in checks]
-        summary = f"{view.name} answered {what} to {len(hits)} of its last {len(checks)} health checks"
-        evidence = {"status_codes": codes, "share": round(share, 2), "body_excerpt": checks[-1].health.body_excerpt}
+        seen = ", ".join(str(c) for c in sorted({s.health.status_code for s in hits}))
+        label = what.format(codes=seen, expected=check.expected_statuses())
+        summary = f"{view.name} answered {label} to {len(hits)} of its last {len(checks)} health checks"
+        latest = checks[-1].health
+        evidence = {
+            "status_codes": codes, "share": round(share, 2), "body_excerpt": latest.body_excerpt,
+            "expected": check.expected_statuses(), "check": check.describe(view.config.port), "health_error": latest.error,
+        }
         return Finding(pattern, view.name, summary, evidence, hits[0].ts, magnitude=share / p["ratio"], persisted=len(hits), debounce=int(p["debounce"]))
 
     detect.__name__ = pattern
@@ -424,6 +446,11 @@ def _status_share(pattern: str, statuses: Callable[[int], bool], what: str):
 
 http_errors = _status_share("http_errors", lambda code: 500 <= code <= 599, "5xx")
 rate_limited = _status_share("rate_limited", lambda code: code == 429, "429 Too Many Requests")
+# Every other status the check does not expect (a 404 or 403 from a web server that lost its content or
+# its permissions, a redirect): the service answers, but not as configured.
+http_unexpected_status = _status_share(
+    "http_unexpected_status", lambda code: not (500 <= code <= 599 or code == 429), "HTTP {codes} where {expected} was expected",
+)
 
 
 def slow_responses(view: ServiceView, p: Params, now: float) -> Finding | None:
@@ -437,18 +464,38 @@ def slow_responses(view: ServiceView, p: Params, now: float) -> Finding | None:
     return Finding("slow_responses", view.name, summary, evidence, onset, magnitude=values[-1] / limit, persisted=count, debounce=int(p["debounce"]))
 
 
-def health_content_mismatch(view: ServiceView, p: Params, now: float) -> Finding | None:
-    def mismatch(s: ServiceSample) -> bool:
-        h = s.health
-        return h is not None and h.status_code == 200 and h.ok is False and (h.error or "").startswith("body does not contain")
+def _wrong_content(check: HealthCheck, h: HealthResult | None) -> bool:
+    """The service answered, but not what a healthy one says: an expected HTTP status with the wrong
+    body, a tcp peer saying something else, or an exec check that ran and failed."""
+    if h is None or h.ok is not False:
+        return False
+    error = h.error or ""
+    if h.kind == "http":
+        return h.status_code is not None and check.expects_status(h.status_code) and error.startswith(WRONG_BODY)
+    return error.startswith((WRONG_ANSWER, EXEC_FAILED))
 
-    count, onset = streak(view.current_run(), mismatch)
+
+def health_content_mismatch(view: ServiceView, p: Params, now: float) -> Finding | None:
+    check = view.config.health
+    count, onset = streak(view.current_run(), lambda s: _wrong_content(check, s.health))
     if count < int(p["debounce"]) or onset is None:
         return None
     latest = view.current_run()[-1].health
     assert latest is not None
-    summary = f"{view.name} answers 200 but {latest.error}: {(latest.body_excerpt or '')[:80]!r}"
-    evidence = {"expected": view.config.health.expect_body, "body_excerpt": latest.body_excerpt}
+    said = (latest.body_excerpt or "")[:80]
+    if latest.kind == "http":
+        summary = f"{view.name} answers {latest.status_code} but {latest.error}: {said!r}"
+        expected = check.expect_body
+    elif latest.kind == "tcp":
+        asked = f" to {check.send!r}" if check.send is not None else ""
+        reply = f"answered {said!r}" if said else "closed the connection without answering"
+        summary = f"{view.name} {reply}{asked}; a healthy one says {check.expect!r}"
+        expected = check.expect
+    else:
+        program = check.exec[0].rsplit("/", 1)[-1] if check.exec else "check"
+        summary = f"{view.name}'s health command {program} exited{(latest.error or '').removeprefix(EXEC_FAILED)}"
+        expected = "exit status 0"
+    evidence = {"expected": expected, "body_excerpt": latest.body_excerpt, "check": check.describe(view.config.port), "health_error": latest.error}
     return Finding("health_content_mismatch", view.name, summary, evidence, onset, persisted=count, debounce=int(p["debounce"]))
 
 
@@ -507,7 +554,7 @@ SERVICE_DETECTORS: dict[str, Callable[[ServiceView, Params, float], Finding | No
     for f in (
         crashed, crash_loop, startup_failure, hung, zombie_children, orphaned_children, port_conflict_foreign,
         port_conflict_stale, port_not_listening, high_cpu, memory_leak, memory_limit, fd_exhaustion,
-        thread_explosion, connection_exhaustion, http_errors, rate_limited, slow_responses,
+        thread_explosion, connection_exhaustion, http_errors, rate_limited, http_unexpected_status, slow_responses,
         health_content_mismatch, dependency_down, flapping, log_error_burst,
     )
 }

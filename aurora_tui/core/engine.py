@@ -32,10 +32,10 @@ from .enginelock import EngineLock
 from .events import EventBus
 from .fleet import Fleet
 from .healer import Healer
+from .health import http_get
 from .model import Event, FleetSnapshot
 from .monitor import Monitor
 from .patterns import HOST
-from .probes import http_get
 from .records import Records
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from .config import Config, ServiceConfig
 from .events import EventBus
 from .model import Event, ExitInfo, HealthResult, ProcessIdentity, ServiceState, to_jsonable
 from .patterns import HOST
-from .probes import health_check
+from .health import health_check
 from .records import Records
 from .supervisor import ServiceRunner, signal_group
 
@@ -67,6 +67,8 @@ class Fleet:
         self.exit_history: dict[str, deque[ExitInfo]] = {s.name: deque(maxlen=EXIT_HISTORY) for s in config.services}
         self.throttled: dict[str, float] = {}
         self._short_runs: dict[str, int] = {}
+        # Services with nothing to health-check, waiting to count as started (see _ready_when_settled).
+        self._settling: dict[str, asyncio.TimerHandle] = {}
         # Set by whoever watches the fleet: a service went down / a service became ready.
         self.on_down: ServiceCallback = _ignore
         self.on_ready: ServiceCallback = _ignore
@@ -114,6 +116,7 @@ class Fleet:
     async def stop_all(self) -> None:
         """Dependants first. Exits from here on are expected and nobody heals them."""
         self.active = False
+        self._cancel_settling()
         for level in reversed(self.config.start_levels()):
             await asyncio.gather(*(self.runners[n].stop() for n in level if n in self.runners), return_exceptions=True)
 
@@ -173,11 +176,11 @@ class Fleet:
         while runner.alive and runner.state is ServiceState.STARTING:
             result = await health_check(svc.port, svc.health)
             self.health[svc.name] = result
-            if result is None or result.ok:
-                runner.healthy_since_start = True
-                runner.set_state(ServiceState.RUNNING)
-                self.records.mark_healthy_config(svc)
-                self.on_ready(svc.name)  # a crash incident can close the moment the service is back
+            if result is None:
+                self._ready_when_settled(runner)
+                return
+            if result.ok:
+                self._ready(runner)
                 return
             if time.monotonic() >= deadline:
                 # Not ready within its grace: it counts as running and its health speaks for itself.
@@ -186,6 +189,33 @@ class Fleet:
                 return
             fast = time.monotonic() - started < READY_FAST_FOR
             await asyncio.sleep(READY_POLL_FAST if fast else READY_POLL)
+
+    def _ready(self, runner: ServiceRunner) -> None:
+        runner.healthy_since_start = True
+        runner.set_state(ServiceState.RUNNING)
+        self.records.mark_healthy_config(runner.config)
+        self.on_ready(runner.name)  # a crash incident can close the moment the service is back
+
+    def _ready_when_settled(self, runner: ServiceRunner) -> None:
+        """With nothing to check, staying up is the only sign of a good start: the run counts as healthy
+        once it has lasted its settle time, so an exit before then is a failed start. Nobody waits for
+        it (dependants and restarts go on at once, as they always did for such services)."""
+        pid = runner.pid
+
+        def settled() -> None:
+            self._settling.pop(runner.name, None)
+            if runner.alive and runner.pid == pid and runner.state is ServiceState.STARTING:
+                self._ready(runner)
+
+        remaining = restart_policy.settle_time(runner.config.start_grace) - (runner.uptime() or 0.0)
+        self._cancel_settling(runner.name)
+        self._settling[runner.name] = asyncio.get_running_loop().call_later(max(0.0, remaining), settled)
+
+    def _cancel_settling(self, name: str | None = None) -> None:
+        for key in [name] if name is not None else list(self._settling):
+            handle = self._settling.pop(key, None)
+            if handle is not None:
+                handle.cancel()
 
     def _on_exit(self, runner: ServiceRunner, info: ExitInfo) -> None:
         name = runner.name
@@ -246,7 +276,9 @@ class Fleet:
                     return f"{name} stable for {uptime:.0f}s after {tries} back-off starts"
                 await asyncio.sleep(BACKOFF_POLL)
                 continue
-            delay = restart_policy.restart_delay(runner.config.restart_delay, max(2, self._short_runs.get(name, 0)))
+            # Each try waits longer than the one before, even when the back-off began after a single
+            # failed start (a start-up failure is diagnosed at once, a crash loop only after several).
+            delay = restart_policy.restart_delay(runner.config.restart_delay, max(2 + tries, self._short_runs.get(name, 0)))
             runner.set_state(ServiceState.BACKOFF)
             self.bus.emit(Event("backoff", name, f"{name} retried in {delay:.1f}s (back-off, attempt {tries + 1})", {"delay": delay}))
             await asyncio.sleep(delay)

@@ -68,6 +68,14 @@ class PortFacts:
     holder_is_service: bool | None = None
 
 
+# How a failed check's error begins says what kind of failure it was, for the detectors: no answer in
+# time (a hang), an HTTP body or a tcp answer without the expected text, an exec check that failed.
+TIMED_OUT = "timed out"
+WRONG_BODY = "body does not contain"
+WRONG_ANSWER = "answer does not contain"
+EXEC_FAILED = "check exited"
+
+
 @dataclass
 class HealthResult:
     kind: str

@@ -24,7 +24,8 @@ from .fleet import THROTTLE_EVERY, Fleet
 from .incidents import Change
 from .model import Event, HealthResult, HostSample, ServiceSample, ServiceState, ServiceStatus
 from .patterns import HOST, pattern_params
-from .probes import ConnectionTable, ProcessProber, health_check, host_sample, port_facts
+from .health import health_check
+from .probes import ConnectionTable, ProcessProber, host_sample, port_facts
 from .records import Records
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,10 @@ class Monitor:
         if facts is not None and facts.pid != pid:
             facts = None  # the last sample describes an earlier process
         alive = pid is not None
-        healthy = alive and (health.ok if health is not None else svc.health.kind == "none" or svc.port is None)
+        # No answer: for a managed service, whether this run has passed a check or, with nothing to
+        # check, stayed up long enough (see Fleet._ready_when_settled); not yet known counts as not healthy.
+        unanswered = runner.healthy_since_start if runner else svc.health.kind == "none" or svc.port is None
+        healthy = alive and (health.ok if health is not None else unanswered)
         return ServiceStatus(
             name=svc.name,
             state=str(runner.state) if runner else (ServiceState.RUNNING if alive else ServiceState.UNMANAGED).value,

@@ -1,11 +1,10 @@
-"""Measurements: psutil facts of process trees, who holds which port, TCP and HTTP health, the host.
+"""Measurements: psutil facts of process trees, who holds which port, the host.
 
-The psutil calls block, so the engine runs :meth:`ProcessProber.probe` in a thread. The network probes
-are coroutines run concurrently on the loop. Every function here reports what it saw and never acts.
+The psutil calls block, so the engine runs :meth:`ProcessProber.probe` in a thread; health checks are
+coroutines of their own (:mod:`.health`). Every function here reports what it saw and never acts.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -14,11 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from .config import HealthCheck
-from .model import HealthResult, HostSample, PortFacts, ProcessFacts
-
-BODY_EXCERPT = 200
-MAX_BODY = 64 * 1024
+from .model import HostSample, PortFacts, ProcessFacts
 
 
 @dataclass
@@ -264,80 +259,3 @@ def host_sample(data_dir: Path) -> HostSample:
         disk_free=disk.free,
         cpu_count=psutil.cpu_count() or 1,
     )
-
-
-# --- network probes (coroutines) ---------------------------------------------------------------------
-
-
-async def tcp_check(port: int, timeout: float, host: str = "127.0.0.1") -> HealthResult:
-    start = time.perf_counter()
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
-        return HealthResult("tcp", False, error=_describe(exc, timeout))
-    latency = (time.perf_counter() - start) * 1000
-    writer.close()
-    try:
-        await asyncio.wait_for(writer.wait_closed(), 0.5)
-    except (OSError, asyncio.TimeoutError):
-        pass
-    return HealthResult("tcp", True, latency_ms=latency)
-
-
-async def http_get(
-    port: int, path: str, timeout: float, host: str = "127.0.0.1", method: str = "GET"
-) -> tuple[int, str, float]:
-    """A minimal HTTP/1.1 request with ``Connection: close``. Returns (status, body, latency in ms)."""
-    start = time.perf_counter()
-
-    async def exchange() -> tuple[int, str]:
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-            await writer.drain()
-            raw = await reader.read(MAX_BODY)
-            while len(raw) < MAX_BODY:
-                more = await reader.read(MAX_BODY - len(raw))
-                if not more:
-                    break
-                raw += more
-        finally:
-            writer.close()
-        head, _, body = raw.partition(b"\r\n\r\n")
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = status_line.split()
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ValueError(f"not an HTTP response: {status_line[:60]!r}")
-        return int(parts[1]), body.decode("utf-8", errors="replace")
-
-    status, body = await asyncio.wait_for(exchange(), timeout)
-    return status, body, (time.perf_counter() - start) * 1000
-
-
-async def http_check(port: int, check: HealthCheck) -> HealthResult:
-    try:
-        status, body, latency = await http_get(port, check.path or "/", check.timeout)
-    except (OSError, ValueError, asyncio.TimeoutError) as exc:
-        return HealthResult("http", False, error=_describe(exc, check.timeout))
-    excerpt = body[:BODY_EXCERPT]
-    if status != check.expect_status:
-        return HealthResult("http", False, latency, status, excerpt, f"HTTP {status}, expected {check.expect_status}")
-    if check.expect_body is not None and check.expect_body not in body:
-        return HealthResult("http", False, latency, status, excerpt, f"body does not contain {check.expect_body!r}")
-    return HealthResult("http", True, latency, status, excerpt)
-
-
-async def health_check(port: int | None, check: HealthCheck) -> HealthResult | None:
-    if check.kind == "none" or port is None:
-        return None
-    if check.kind == "tcp":
-        return await tcp_check(port, check.timeout)
-    return await http_check(port, check)
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return f"timed out after {timeout:g}s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return str(exc) or type(exc).__name__

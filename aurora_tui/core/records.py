@@ -57,7 +57,7 @@ def config_from_key(text: str) -> ServiceConfig:
     data["command"] = tuple(data["command"])
     data["env"] = tuple(tuple(pair) for pair in data.get("env", ()))
     data["depends_on"] = tuple(data.get("depends_on", ()))
-    data["health"] = HealthCheck(**data["health"])
+    data["health"] = HealthCheck.from_jsonable(data["health"])
     data["limits"] = Limits(**data["limits"])
     data["patterns"] = tuple((p, tuple(tuple(kv) for kv in params)) for p, params in data.get("patterns", ()))
     return ServiceConfig(**data)

@@ -9,6 +9,10 @@ from __future__ import annotations
 SHORT_RUN = 10.0
 BACKOFF_CAP = 60.0
 BACKOFF_FLOOR = 0.5
+# A service with no health check has started once it has stayed up this long (or for its start grace,
+# if that is shorter): an exit before then is a failed start, like an exit before a first passing check.
+# It matches start-up failure's default max_runtime_s, so an exit at once is diagnosed as one.
+SETTLE = 3.0
 
 
 def consecutive_short_runs(previous: int, runtime: float) -> int:
@@ -21,3 +25,8 @@ def restart_delay(base: float, short_runs: int, cap: float = BACKOFF_CAP) -> flo
     if short_runs <= 1:
         return base
     return min(cap, max(base, BACKOFF_FLOOR) * 2 ** (short_runs - 1))
+
+
+def settle_time(start_grace: float) -> float:
+    """How long a new process with nothing to health-check must stay up to count as started."""
+    return min(start_grace, SETTLE)

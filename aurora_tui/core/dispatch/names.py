@@ -25,8 +25,8 @@ PATTERN_IDS: tuple[str, ...] = (
     "crashed", "crash_loop", "startup_failure", "hung", "zombie_children", "orphaned_children",
     "port_conflict_foreign", "port_conflict_stale", "port_not_listening", "high_cpu", "memory_leak",
     "memory_limit", "fd_exhaustion", "thread_explosion", "connection_exhaustion", "http_errors",
-    "rate_limited", "slow_responses", "health_content_mismatch", "disk_full", "host_memory_pressure",
-    "host_cpu_overload", "dependency_down", "flapping", "log_error_burst",
+    "rate_limited", "http_unexpected_status", "slow_responses", "health_content_mismatch", "disk_full",
+    "host_memory_pressure", "host_cpu_overload", "dependency_down", "flapping", "log_error_burst",
 )
 
 #: Extra phrases operators use for the patterns (the id with spaces is always accepted too).
@@ -50,6 +50,8 @@ PATTERN_PHRASES: dict[str, tuple[str, ...]] = {
     "connection_exhaustion": ("too many connections", "connection leak", "connections exhausted"),
     "http_errors": ("http error", "5xx", "5xxs", "500s", "server errors"),
     "rate_limited": ("rate limiting", "rate limit", "429", "429s", "throttled", "throttling"),
+    "http_unexpected_status": ("unexpected status", "wrong status", "wrong status code", "404", "403", "4xx",
+                               "3xx", "not found", "forbidden"),
     "slow_responses": ("slow response", "slow", "slowness", "high latency"),
     "health_content_mismatch": ("content mismatch", "health mismatch", "wrong health body",
                                 "health body mismatch"),
