@@ -77,3 +77,12 @@ async def patterns_seen(engine: Engine, service: str) -> set[str]:
 async def scans_pass(engine: Engine, count: int, timeout: float = 60.0) -> None:
     target = engine.monitor.scans + count
     await async_wait_until(lambda: engine.monitor.scans >= target, timeout=timeout, what=f"{count} more scans")
+
+
+async def restarted_healthy(engine: Engine, service: str, old_pid: int, timeout: float = 60.0) -> None:
+    """Wait until ``service`` runs again as a new pid and answers its health check."""
+    async def back() -> bool:
+        status = engine.monitor.status_of(service)
+        return status is not None and status.pid not in (None, old_pid) and bool(status.healthy)
+
+    await async_wait_until(back, timeout=timeout, what=f"{service} restarted and healthy")

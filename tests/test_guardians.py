@@ -141,7 +141,7 @@ def d(pattern: str, **evidence) -> Diagnosis:
 def test_plans_follow_the_catalogue_and_aim_at_identified_targets():
     assert set(action_catalogue()) == {
         "restart", "start", "stop", "terminate", "kill", "free_port", "reap_zombies", "backoff", "throttle_probes",
-        "rotate_logs", "rollback", "notify",
+        "rotate_logs", "rollback", "notify", "start_command", "stop_command",
     }
     for pattern in load_patterns().values():
         assert set(pattern.actions) <= set(action_catalogue()), pattern.id

@@ -94,7 +94,7 @@ def headless(tmp_path):
 def test_status_restart_chaos_and_sigterm_leave_nothing_behind(headless: Headless):
     services = headless.wait_healthy()
     assert {s["name"] for s in services} == {"aurora_ui", "bridge_api", "learning_api", "file_server"}
-    assert set(services[0]) == {"name", "state", "pid", "port", "healthy", "restarts", "uptime", "cpu", "rss"}
+    assert set(services[0]) == {"name", "state", "pid", "port", "healthy", "restarts", "uptime", "cpu", "rss", "next_try_at"}
     assert oct(socket_path(headless.db).stat().st_mode & 0o777) == "0o600"
 
     table = aurora("status", "--db", str(headless.db))

@@ -23,7 +23,7 @@ from aurora_tui.core.health import health_check
 
 from .fleet import stop_process, with_logs
 from .helpers import async_wait_until, free_port, gone, port_is_free
-from .live import incident_for, patterns_seen, running
+from .live import incident_for, patterns_seen, restarted_healthy, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -147,12 +147,7 @@ async def test_nginx_comes_back_after_kill_9_of_its_master_with_no_worker_left_o
         workers = await async_wait_until(lambda: w if len(w := workers_of(master)) == 2 else None, what="two nginx workers")
         assert {psutil.Process(pid).uids().effective for pid in workers} == {os.geteuid()}  # they run as the test's user
         os.kill(master, signal.SIGKILL)
-
-        async def back() -> bool:
-            status = engine.monitor.status_of("web")
-            return status.pid not in (None, master) and bool(status.healthy)
-
-        await async_wait_until(back, timeout=60, what="nginx restarted and healthy")
+        await restarted_healthy(engine, "web", master)
         # Left alone, the workers of a killed master keep serving the port; they went with their master.
         assert all(gone(pid) for pid in workers), [p for p in workers if not gone(p)]
         assert in_group(master) == []

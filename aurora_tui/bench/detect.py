@@ -138,7 +138,7 @@ def scenarios() -> list[Scenario]:
         Scenario("high_cpu", "aurora_ui", chaos("cpu")),
         Scenario("memory_leak", "learning_api", chaos("leak", rate_mb=16, max_mb=400), limits=Limits(memory_mb=1000)),
         Scenario("memory_limit", "learning_api", chaos("leak", rate_mb=64, max_mb=300), limits=Limits(memory_mb=100)),
-        Scenario("fd_exhaustion", "file_server", chaos("fds", rate=2000, max=800), limits=Limits(fds_percent=2)),
+        Scenario("fd_exhaustion", "file_server", chaos("fds", rate=2000)),
         Scenario("thread_explosion", "file_server", chaos("threads", rate=500, max=300)),
         Scenario("connection_exhaustion", "file_server", chaos("conns", count=200, rate=500)),
         Scenario("http_errors", "aurora_ui", chaos("errors")),

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import time
 from datetime import datetime
 from typing import Awaitable, Callable
 
 from ..core.api import ActionResult, EngineAPI
-from ..core.format import STATE_GLYPHS, bytes_h, duration_h, health_h, percent_h
+from ..core.format import STATE_GLYPHS, bytes_h, duration_h, health_h, next_try_h, percent_h
 from ..core.remote import RemoteEngine
 from .common import on_engine, print_json, run_on, target_options
 
-STATUS_FIELDS = ("name", "state", "pid", "port", "healthy", "restarts", "uptime", "cpu", "rss")
+STATUS_FIELDS = ("name", "state", "pid", "port", "healthy", "restarts", "uptime", "cpu", "rss", "next_try_at")
 # The verb on the command line -> the EngineAPI method that does it.
 SERVICE_ACTIONS: dict[str, Callable[[EngineAPI, str], Awaitable[ActionResult]]] = {
     "restart": lambda engine, service: engine.restart(service),
@@ -61,12 +62,15 @@ async def status(engine: RemoteEngine, args: argparse.Namespace) -> int:
         return 0
     header = f"{'NAME':<16} {'STATE':<11} {'PID':>7} {'PORT':>5}  {'HEALTH':<9} {'RESTARTS':>8} {'UPTIME':>8} {'CPU':>7} {'RSS':>7}"
     print(header)
+    now = time.time()
     for s in services:
         state = f"{STATE_GLYPHS.get(s.state, '?')} {s.state}"
+        # A service waiting out a back-off says when it is tried next, so a wait never looks like giving up.
+        note = next_try_h(s.next_try_at, now)
         print(
             f"{s.name:<16} {state:<11} {s.pid or '-':>7} {s.port or '-':>5}  "
             f"{health_h(s.healthy, s.latency_ms):<9} {s.restarts:>8} {duration_h(s.uptime):>8} "
-            f"{percent_h(s.cpu):>7} {bytes_h(s.rss):>7}"
+            f"{percent_h(s.cpu):>7} {bytes_h(s.rss):>7}" + (f"  {note}" if note else "")
         )
     print(f"\n{snapshot.healthy_count}/{len(services)} healthy · engine pid {snapshot.engine_pid} · {snapshot.scans} scans every {snapshot.interval:g}s")
     return 0

@@ -16,6 +16,7 @@ from typing import Awaitable, Callable
 import psutil
 
 from .fleet import Fleet
+from .monitor_only import run_program
 from .plans import Action, FixPlan, ProcessTarget, action_catalogue
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,21 @@ async def _rollback(ctx: ActionContext, action: Action, plan: FixPlan) -> str:
     return await ctx.fleet.rollback(_service(action))
 
 
+def _program(kind: str) -> Actuator:
+    """Run a monitor-only service's configured start or stop program; the guardians let such a plan
+    run only once a human approved it (the program acts on a process Aurora does not own)."""
+
+    async def run(ctx: ActionContext, action: Action, plan: FixPlan) -> str:
+        svc = ctx.fleet.config.service(_service(action))
+        argv = getattr(svc, kind)
+        if svc.managed or not argv:
+            raise ValueError(f"{svc.name} has no {kind}: Aurora does not act on a monitor-only service without one")
+        return await run_program(argv, svc.cwd)
+
+    run.__name__ = f"_{kind}"
+    return run
+
+
 async def _notify(ctx: ActionContext, action: Action, plan: FixPlan) -> str:
     return await ctx.notify(plan)
 
@@ -139,6 +155,8 @@ ACTUATORS: dict[str, Actuator] = {
     "throttle_probes": _throttle_probes,
     "rotate_logs": _rotate_logs,
     "rollback": _rollback,
+    "start_command": _program("start_command"),
+    "stop_command": _program("stop_command"),
     "notify": _notify,
 }
 

@@ -189,7 +189,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def executable_problems(config: Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """What is wrong with the programs the managed services would run, as (errors, warnings) of
+    """What is wrong with the programs Aurora would run (commands, start and stop programs), as (errors, warnings) of
     ``(key, problem)``. A path that does not lead to an executable is an error. A bare name not on
     PATH is only a warning: it is looked up again at each start, so it may be installed by then.
 
@@ -197,10 +197,11 @@ def executable_problems(config: Config) -> tuple[list[tuple[str, str]], list[tup
     anyway and diagnoses a program that cannot run as a start-up failure, retrying it."""
     errors: list[tuple[str, str]] = []
     warnings: list[tuple[str, str]] = []
-    for index, svc in enumerate(config.services, start=1):
-        if not svc.managed or not svc.command:
-            continue
-        key, program = f"service[{index}].command[0]", svc.command[0]
+    # A monitor-only service's command is never run; its start and stop programs may be.
+    runs = {True: ("command",), False: ("start_command", "stop_command")}
+    programs = [(i, svc, name) for i, svc in enumerate(config.services, start=1) for name in runs[svc.managed] if getattr(svc, name)]
+    for index, svc, name in programs:
+        key, program = f"service[{index}].{name}[0]", getattr(svc, name)[0]
         if "/" in program:
             problem = _not_executable(Path(program))
             if problem:

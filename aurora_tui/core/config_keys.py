@@ -32,7 +32,7 @@ __all__ = [
 # The keys each table allows, in the order an "unknown key" message lists them.  They are kept
 # apart from the parser tables below because those are ordered by when problems are reported.
 TOP_KEYS = ("aurora", "service")
-AURORA_KEYS = ("interval", "db", "log_dir", "retention_hours", "auto_confidence", "auto_heal", "patterns")
+AURORA_KEYS = ("interval", "db", "log_dir", "retention_hours", "auto_confidence", "auto_heal", "rate_limit", "patterns")
 SERVICE_KEYS = (
     "name",
     "command",
@@ -46,6 +46,10 @@ SERVICE_KEYS = (
     "restart_delay",
     "limits",
     "managed",
+    "pidfile",
+    "match",
+    "start_command",
+    "stop_command",
     "patterns",
 )
 HEALTH_KEYS = (
@@ -221,6 +225,7 @@ _SETTINGS_PARSERS: dict[str, KeyParser] = {
     "log_dir": _path,
     "auto_heal": _boolean,
     "auto_confidence": _confidence,
+    "rate_limit": lambda value, at, scope: scope.checker.integer(at, value, 1, None, "a whole number of at least 1"),
     "patterns": _pattern_overrides,
 }
 
@@ -449,6 +454,41 @@ def _depends_on(value: Any, at: str, scope: Scope) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+def _monitor_only(parse: KeyParser) -> KeyParser:
+    """``parse``, for a key that only a monitor-only service uses: Aurora finds and runs its own."""
+
+    def parse_monitor_only(value: Any, at: str, scope: Scope) -> Any:
+        if scope.table.get("managed") is not False:
+            scope.checker.add(at, "only applies to a monitor-only service; add managed = false")
+            return None
+        return parse(value, at, scope)
+
+    return parse_monitor_only
+
+
+def _pidfile(value: Any, at: str, scope: Scope) -> str | None:
+    resolved = _path(value, at, scope)
+    return None if resolved is None else str(resolved)
+
+
+def _match(value: Any, at: str, scope: Scope) -> str | None:
+    text = scope.checker.string(at, value)
+    if text is None:
+        return None
+    try:
+        re.compile(text)
+    except re.error as exc:
+        scope.checker.add(at, f"not a valid regular expression: {exc}")
+        return None
+    return text
+
+
+def _monitor_only_rules(at: str, service: Scope) -> None:
+    # Without one of these there is nothing to tell the service's process from any other.
+    if service.table.get("managed") is False and not any(k in service.table for k in ("pidfile", "match", "port")):
+        service.checker.add(at, "a monitor-only service (managed = false) needs a way to find its process: give pidfile, match or port")
+
+
 _LIMIT_PARSERS: dict[str, KeyParser] = {
     "memory_mb": _number(),
     "cpu_percent": _number(maximum=MAX_CPU_PERCENT),
@@ -476,6 +516,10 @@ _SERVICE_PARSERS: dict[str, KeyParser] = {
     "stop_timeout": _number(),
     "restart_delay": _number(strict=False),
     "limits": _limits,
+    "pidfile": _monitor_only(_pidfile),
+    "match": _monitor_only(_match),
+    "start_command": _monitor_only(_command),
+    "stop_command": _monitor_only(_command),
     "patterns": _pattern_overrides,
 }
 _SERVICE_WHEN_ABSENT: dict[str, WhenAbsent] = {
@@ -496,6 +540,7 @@ def _service(value: Any, at: str, scope: Scope) -> ServiceFields:
         c.prefix = f"{fields['name']}: "
     c.unknown_keys(value, SERVICE_KEYS, at)
     fields.update(parse_keys(service, _SERVICE_PARSERS, _SERVICE_WHEN_ABSENT))
+    _monitor_only_rules(at, service)
     c.prefix = ""
     return {key: parsed for key, parsed in fields.items() if parsed is not None}
 

@@ -121,6 +121,13 @@ class ServiceConfig:
     restart_delay: float = 0.0
     limits: Limits = Limits()
     managed: bool = True
+    # How a monitor-only service (managed = false) is found, besides its port: a pid file (resolved
+    # path) or a regular expression searched in the joined command line.
+    pidfile: str | None = None
+    match: str | None = None
+    # Programs a human-approved plan may run to start or stop a monitor-only service (no shell).
+    start_command: tuple[str, ...] = ()
+    stop_command: tuple[str, ...] = ()
     # Per-pattern threshold overrides.
     patterns: PatternOverrides = ()
 
@@ -150,6 +157,9 @@ class Settings:
     auto_confidence: int = 7
     # False: diagnose and propose, but every fix waits for a human (a monitor-and-advise mode).
     auto_heal: bool = True
+    # Automatic actions on one service within the rate window (5 min) before further ones are slowed to
+    # one per back-off cap and the operator is told; never a stop to healing.
+    rate_limit: int = 5
     # Threshold overrides for every service and for the host patterns, as in ServiceConfig.patterns.
     patterns: PatternOverrides = ()
 

@@ -15,6 +15,11 @@ from .model import EXEC_FAILED, TIMED_OUT, WRONG_ANSWER, WRONG_BODY, ExitInfo, H
 from .patterns import HOST
 
 MB = 1024 * 1024
+# A managed service that exited on its own and has not been started again (or is waiting to be).
+DOWN_STATES = ("failed", "backoff")
+# A start this soon after an exit is a try to bring the service back from it (back-offs are capped
+# at a minute): until it passes a check, the service is not back.
+RETRY_GAP = 120.0
 Params = Mapping[str, float]
 
 
@@ -51,6 +56,7 @@ class ServiceView:
     log_tail: Sequence[str] = ()
     recent_errors: Sequence[str] = ()
     dependencies: Mapping[str, DependencyState] = field(default_factory=dict)
+    lookup: str = ""  # monitor-only: how its process was found at the last probe, or why it was not
 
     @property
     def name(self) -> str:
@@ -147,7 +153,10 @@ def _last_exit(view: ServiceView, now: float, window: float) -> ExitInfo | None:
     if not view.exits:
         return None
     last = view.exits[-1]
-    return last if now - last.ts <= window else None
+    # A service still down after its exit has not got over it, however long ago it was: the window
+    # only ages out exits that something came back from.
+    trying = view.state == "starting" and view.started_at is not None and view.started_at - last.ts <= RETRY_GAP
+    return last if now - last.ts <= window or view.state in DOWN_STATES or trying else None
 
 
 def _recovered_after(view: ServiceView, ts: float) -> bool:
@@ -175,8 +184,21 @@ def crashed(view: ServiceView, p: Params, now: float) -> Finding | None:
     return Finding("crashed", view.name, f"{view.name} {last.describe()}", _exit_evidence(view, last), last.ts)
 
 
+def _loop_exits(view: ServiceView, p: Params, now: float) -> list[ExitInfo]:
+    """The short runs in the window, or, if longer, the chain of short runs back from now, each within
+    the window of the next: a back-off at its cap spaces a loop out further than the window holds."""
+    short, window = p["short_run_s"], p["window_s"]
+    recent = [e for e in view.exits if now - e.ts <= window and e.runtime < short]
+    chain, later = [], now
+    for e in reversed(view.exits):
+        if e.runtime >= short or later - e.ts > window:
+            break
+        chain, later = [e, *chain], e.ts
+    return chain if len(chain) > len(recent) else recent
+
+
 def crash_loop(view: ServiceView, p: Params, now: float) -> Finding | None:
-    recent = [e for e in view.exits if now - e.ts <= p["window_s"] and e.runtime < p["short_run_s"]]
+    recent = _loop_exits(view, p, now)
     needed = int(p["exits"])
     if len(recent) < needed:
         return None
@@ -199,7 +221,7 @@ def startup_failure(view: ServiceView, p: Params, now: float) -> Finding | None:
         return None
     if last.runtime > p["max_runtime_s"] or _recovered_after(view, last.ts):
         return None
-    failures = [e for e in view.exits if now - e.ts <= p["window_s"] and not e.was_healthy and e.signal is None and e.runtime <= p["max_runtime_s"]]
+    failures = [e for e in view.exits if now - e.ts <= p["window_s"] and not e.was_healthy and e.signal is None and e.runtime <= p["max_runtime_s"]] or [last]
     errors = [line for line in view.log_tail if "Error" in line or "error" in line or "Exception" in line][-5:]
     cause = errors[-1].strip() if errors else f"exit status {last.code}"
     evidence = _exit_evidence(view, last) | {"start_errors": errors, "failed_starts": len(failures)}
@@ -318,6 +340,27 @@ def port_not_listening(view: ServiceView, p: Params, now: float) -> Finding | No
     summary = f"{view.name} (pid {latest.process.pid}) runs but nothing listens on port {cfg.port}"
     evidence = {"pid": latest.process.pid, "port": cfg.port, "health_error": latest.health.error if latest.health else None}
     return Finding("port_not_listening", view.name, summary, evidence, onset, persisted=count, debounce=int(p["debounce"]))
+
+
+def unmanaged_gone(view: ServiceView, p: Params, now: float) -> Finding | None:
+    """A monitor-only service whose process cannot be found: Aurora saw no exit (it is not the parent),
+    only absence, so this is not ``crashed`` and its fix is never an automatic restart."""
+    cfg = view.config
+    count, onset = streak(view.samples, lambda s: s.process is None)
+    if cfg.managed or count < int(p["debounce"]) or onset is None:
+        return None
+    last = next((s for s in reversed(view.samples) if s.process is not None), None)
+    evidence = {
+        "found_by": view.lookup,
+        "last_pid": last.process.pid if last and last.process else None,
+        "last_cmdline": last.process.cmdline if last and last.process else [],
+        "last_seen": last.ts if last else None,
+        "start_command": list(cfg.start_command),
+        "stop_command": list(cfg.stop_command),
+    }
+    was = f" (was pid {evidence['last_pid']})" if last else ""
+    summary = f"monitor-only {view.name} is not running{was}: {view.lookup or 'its process is gone'}"
+    return Finding("unmanaged_gone", view.name, summary, evidence, onset, persisted=count, debounce=int(p["debounce"]))
 
 
 def high_cpu(view: ServiceView, p: Params, now: float) -> Finding | None:
@@ -553,7 +596,7 @@ SERVICE_DETECTORS: dict[str, Callable[[ServiceView, Params, float], Finding | No
     f.__name__: f
     for f in (
         crashed, crash_loop, startup_failure, hung, zombie_children, orphaned_children, port_conflict_foreign,
-        port_conflict_stale, port_not_listening, high_cpu, memory_leak, memory_limit, fd_exhaustion,
+        port_conflict_stale, port_not_listening, unmanaged_gone, high_cpu, memory_leak, memory_limit, fd_exhaustion,
         thread_explosion, connection_exhaustion, http_errors, rate_limited, http_unexpected_status, slow_responses,
         health_content_mismatch, dependency_down, flapping, log_error_burst,
     )

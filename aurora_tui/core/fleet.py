@@ -26,6 +26,7 @@ from .events import EventBus
 from .model import Event, ExitInfo, HealthResult, ProcessIdentity, ServiceState, to_jsonable
 from .patterns import HOST
 from .health import health_check
+from .lineage import Lineage
 from .records import Records
 from .supervisor import ServiceRunner, signal_group
 
@@ -67,21 +68,25 @@ class Fleet:
         self.exit_history: dict[str, deque[ExitInfo]] = {s.name: deque(maxlen=EXIT_HISTORY) for s in config.services}
         self.throttled: dict[str, float] = {}
         self._short_runs: dict[str, int] = {}
+        # When a service that is down will next be tried (a back-off, or a fix slowed by a rate limit).
+        self.next_try: dict[str, float] = {}
         # Services with nothing to health-check, waiting to count as started (see _ready_when_settled).
         self._settling: dict[str, asyncio.TimerHandle] = {}
         # Set by whoever watches the fleet: a service went down / a service became ready.
         self.on_down: ServiceCallback = _ignore
         self.on_ready: ServiceCallback = _ignore
+        self.lineage = Lineage(Path(config.settings.db))
         self.active = False  # False before the fleet starts and once it is closing: exits are then expected
 
     def create_runners(self) -> None:
         for svc in self.config.services:
             if svc.managed:
-                self.runners[svc.name] = ServiceRunner(svc, self.log_dir, self._on_exit, self._on_state)
+                self.runners[svc.name] = ServiceRunner(svc, self.log_dir, self._on_exit, self._on_state, self.lineage.service(svc.name))
 
     def close_runners(self) -> None:
         for runner in self.runners.values():
             runner.close()
+        self.lineage.close()
 
     # --- lookups ------------------------------------------------------------------------------------
 
@@ -140,12 +145,19 @@ class Fleet:
                     "stale_stopped", service, f"stopped pid {pid} of {service} left by an engine that did not shut down cleanly", {"pid": pid}
                 ))
             await self.records.process_gone(row_id)
+        # Descendants that left the leader's process group (double-forked daemons, setpgid workers).
+        for service, pids in (await asyncio.to_thread(self.lineage.stop_leftovers, STALE_STOP_WAIT)).items():
+            await self.bus.acknowledged(Event(
+                "stale_stopped", service, f"stopped {len(pids)} descendants of {service} left by an engine that did not shut down cleanly", {"pids": pids}
+            ))
 
     # --- starting and exits -------------------------------------------------------------------------
 
     async def start_and_wait(self, name: str) -> None:
         runner = self.runners[name]
         self.health[name] = None
+        self.next_try.pop(name, None)
+        await runner.clear_descendants()
         if not runner.spawn():
             self.bus.emit(Event("spawn_failed", name, runner.spawn_error or f"{name} could not be started"))
             # A command that cannot even be spawned is a start-up failure, diagnosed and healed as one.
@@ -251,8 +263,7 @@ class Fleet:
             return f"{name} already running as pid {runner.pid}"
         delay = restart_policy.restart_delay(runner.config.restart_delay, self._short_runs.get(name, 0))
         if delay > 0:
-            runner.set_state(ServiceState.BACKOFF)
-            await asyncio.sleep(delay)
+            await self.hold(name, delay)
         if runner.last_exit is not None and not runner.last_exit.expected:
             runner.restarts += 1  # a recovery; starting what an operator stopped is not a restart
         await self.start_and_wait(name)
@@ -279,12 +290,23 @@ class Fleet:
             # Each try waits longer than the one before, even when the back-off began after a single
             # failed start (a start-up failure is diagnosed at once, a crash loop only after several).
             delay = restart_policy.restart_delay(runner.config.restart_delay, max(2 + tries, self._short_runs.get(name, 0)))
-            runner.set_state(ServiceState.BACKOFF)
             self.bus.emit(Event("backoff", name, f"{name} retried in {delay:.1f}s (back-off, attempt {tries + 1})", {"delay": delay}))
-            await asyncio.sleep(delay)
+            await self.hold(name, delay)
             tries += 1
             runner.restarts += 1
             await self.start_and_wait(name)
+
+    async def hold(self, name: str, delay: float) -> None:
+        """Wait ``delay`` before the next try on a service, showing it as backing off (if it is down)
+        with the time of that try, so nobody mistakes the wait for giving up."""
+        runner = self.runners.get(name)
+        if runner is not None and not runner.alive:
+            runner.set_state(ServiceState.BACKOFF)
+        self.next_try[name] = time.time() + delay
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self.next_try.pop(name, None)
 
     async def reap_zombies(self, name: str) -> str:
         runner = self.managed(name)

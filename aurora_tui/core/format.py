@@ -12,6 +12,13 @@ STATE_GLYPHS = {
 }
 
 
+def next_try_h(next_try_at: float | None, now: float) -> str:
+    """When Aurora next tries to bring a service back, while it waits out a back-off ("" if it does not)."""
+    if next_try_at is None:
+        return ""
+    return f"next try in {duration_h(max(0.0, next_try_at - now))}"
+
+
 def bytes_h(n: int | None) -> str:
     if n is None:
         return "-"

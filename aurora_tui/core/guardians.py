@@ -56,6 +56,13 @@ class GuardContext:
     belief: Belief | None = None
     incident_open: bool = True
     auto_heal: bool = True
+    # Set when a plan over the rate limit is to run slowed down, after this many seconds, instead of
+    # not at all (see Healer.judge_automatic).
+    slowed_for: float | None = None
+
+
+# How every rate-limit reason begins, so the healer can tell a rate limit from other blocks.
+RATE_LIMITED = "rate limit:"
 
 
 @dataclass
@@ -91,6 +98,9 @@ def l1_safety(plan: FixPlan, ctx: GuardContext) -> Verdict:
         if action.kind not in catalogue:
             blocks.append(f"{action.kind!r} is not an action Aurora knows")
             continue
+        if action.kind in ("start_command", "stop_command"):
+            why = f"{action.kind} acts on an unmanaged process"
+            warns.append(why + (": approved by a human" if ctx.human else " without a human: it waits for one"))
         t = action.target
         if t is None:
             continue
@@ -102,10 +112,15 @@ def l1_safety(plan: FixPlan, ctx: GuardContext) -> Verdict:
             why = f"{action.kind} targets {t.describe()}, which Aurora did not start"
             warns.append(why + (": approved by a human" if ctx.human else ": needs a human"))
     if not ctx.human:
+        limited = []
         if ctx.recent_actions >= ctx.service_limit:
-            blocks.append(f"rate limit: {ctx.recent_actions} automatic actions on {plan.service} within the window (limit {ctx.service_limit})")
+            limited.append(f"{RATE_LIMITED} {ctx.recent_actions} automatic actions on {plan.service} within the window (limit {ctx.service_limit})")
         if ctx.recent_actions_global >= ctx.global_limit:
-            blocks.append(f"rate limit: {ctx.recent_actions_global} automatic actions fleet-wide within the window (limit {ctx.global_limit})")
+            limited.append(f"{RATE_LIMITED} {ctx.recent_actions_global} automatic actions fleet-wide within the window (limit {ctx.global_limit})")
+        if limited and ctx.slowed_for is not None:
+            passes.extend(f"{why}: slowed down, it runs after {ctx.slowed_for:.0f}s" for why in limited)
+        else:
+            blocks.extend(limited)
         if ctx.silenced:
             warns.append(f"{plan.service} is silenced: automatic fixes wait for a human")
     if ctx.human and warns:

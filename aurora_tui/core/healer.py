@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -21,11 +22,12 @@ from .config import Config
 from .diagnose import Diagnosis
 from .events import EventBus
 from .fleet import Fleet
-from .guardians import GuardContext, Judgement, judge
+from .guardians import RATE_LIMITED, GuardContext, Judgement, judge
 from .incidents import Change, IncidentBook
 from .learning import Learning
-from .model import Event, ServiceStatus
+from .model import Event, ServiceState, ServiceStatus
 from .patterns import HOST
+from . import restart_policy
 from .plans import Action, FixPlan, ProcessTarget, build_plan
 from .records import Records
 from .store import dumps
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW = 300.0
 REJUDGE_EVERY = 1.0
-# Plans tried for one incident before it is left to the operator.
+# Plans tried at once for one incident; after these the operator is told (once) and the tries go on
+# with growing back-off, because a managed service left down is the failure Aurora exists to prevent.
 MAX_ATTEMPTS = 3
 VERIFY_GRACE = 15.0
 VERIFY_POLL = 0.25
@@ -71,6 +74,10 @@ class Healer:
         self.planned: dict[int, int] = {}  # incident id -> its latest plan id (0: nothing to propose)
         self.attempts: dict[int, int] = {}  # incident id -> plans tried
         self.retry: set[int] = set()  # incidents whose last plan failed and may get another
+        self.retry_at: dict[int, float] = {}  # incident id -> not before this time (its back-off)
+        self.escalated: set[int] = set()  # incidents the operator has been told about, with evidence
+        # Services whose automatic fixes are being slowed by the rate limit (the operator was told once).
+        self.slowed: set[str] = set()
         self.pending: dict[int, float] = {}  # pending plan id -> when it was last judged
         self._automatic: deque[tuple[float, str]] = deque(maxlen=1000)
         self.busy: dict[str, int] = {}  # service -> the plan executing on it
@@ -97,6 +104,9 @@ class Healer:
         """What a detection pass found: resolved incidents release their waiting plans, the rest get plans."""
         for change in changes:
             if change.kind == "resolved" and change.incident_id is not None:
+                retry_at = self.retry_at.pop(change.incident_id, None)
+                if retry_at is not None and self.fleet.next_try.get(change.service) == retry_at:
+                    del self.fleet.next_try[change.service]  # nothing left to try again
                 await self.incident_resolved(change.incident_id)
         await self.consider(diagnoses)
 
@@ -129,7 +139,11 @@ class Healer:
                     continue
                 if plan_id is not None and incident.id not in self.retry:
                     continue
+                if plan_id is not None and (self.retry_at.get(incident.id, 0.0) > time.time() or self._stopped_by_hand(d.service)):
+                    continue
                 self.retry.discard(incident.id)
+                if self.retry_at.pop(incident.id, None) is not None:
+                    self.fleet.next_try.pop(d.service, None)
                 await self.propose(d, incident.id)
 
     async def _rejudge(self, plan_id: int, d: Diagnosis, incident_id: int) -> None:
@@ -141,7 +155,7 @@ class Healer:
         self.pending[plan_id] = now
         owned = self.observer.owned_pids()
         targets = await asyncio.to_thread(self._targets, d, owned)
-        plan = build_plan(d, incident_id, targets, now, self.learning.refused_fixes(d.pattern))
+        plan = build_plan(d, incident_id, targets, now, self.learning.refused_fixes(d.pattern), self._programs(d.service))
         if plan is None or judge(plan, self._context(plan, human=False, owned=owned)).decision != "run":
             return
         changed = await self.records.set_plan(
@@ -155,11 +169,11 @@ class Healer:
     async def propose(self, d: Diagnosis, incident_id: int) -> int | None:
         owned = self.observer.owned_pids()
         targets = await asyncio.to_thread(self._targets, d, owned)
-        plan = build_plan(d, incident_id, targets, time.time(), self.learning.refused_fixes(d.pattern))
+        plan = build_plan(d, incident_id, targets, time.time(), self.learning.refused_fixes(d.pattern), self._programs(d.service))
         if plan is None:
             self.planned[incident_id] = 0
             return None
-        judgement = judge(plan, self._context(plan, human=False, owned=owned))
+        judgement, delay = self.judge_automatic(plan, owned)
         status = {"run": "executing", "wait": "pending", "block": "blocked"}[judgement.decision]
         now = time.time()
         plan_id = await self._insert_plan(plan, judgement, status, None if status == "pending" else "guardians", now)
@@ -172,7 +186,9 @@ class Healer:
         await self._emit("plan_proposed", plan.service, f"plan #{plan_id} for {plan.pattern} on {plan.service}: {plan.fix} -> {judgement.decision}", plan_id)
         if status == "executing":
             await incidents.set_status(incident_id, "healing")
-            self._start(plan_id, plan, approved_by=None)
+            if delay:
+                await self._slowed(plan_id, plan, delay, judgement)
+            self._start(plan_id, plan, approved_by=None, delay=delay)
         elif status == "pending":
             self.pending[plan_id] = now
             await incidents.set_status(incident_id, "awaiting_approval")
@@ -180,6 +196,43 @@ class Healer:
             await incidents.set_status(incident_id, "escalated")
             incidents.timeline(incident_id, now, "escalated", f"plan #{plan_id} blocked: {'; '.join(judgement.reasons)}", {"plan": plan_id})
         return plan_id
+
+    def _programs(self, service: str) -> frozenset[str] | None:
+        """None for a service Aurora runs; for a monitor-only one, the programs it configures."""
+        svc = self.config.service(service) if service != HOST else None
+        if svc is None or svc.managed:
+            return None
+        return frozenset(k for k in ("start_command", "stop_command") if getattr(svc, k))
+
+    def judge_automatic(self, plan: FixPlan, owned: set[int]) -> tuple[Judgement, float]:
+        """The guardians' judgement of a plan nobody asked for, and how long it waits before running.
+
+        A rate limit guards against restart storms, but a managed service left dead is worse than a
+        slow one: a plan that would bring it back and is stopped by the rate limit alone runs anyway,
+        after a back-off (until the window frees, at most the back-off cap), so the service is tried at
+        most once per cap while it is over the limit, and never left down."""
+        ctx = self._context(plan, human=False, owned=owned)
+        judgement = judge(plan, ctx)
+        limited = judgement.decision == "block" and all(r.startswith(RATE_LIMITED) for r in judgement.reasons)
+        if not limited or plan.service not in self.fleet.runners or not {"restart", "start"} & {a.kind for a in plan.actions}:
+            if not any(r.startswith(RATE_LIMITED) for r in judgement.reasons):
+                self.slowed.discard(plan.service)
+            return judgement, 0.0
+        oldest = min((ts for ts, svc in self._automatic if svc == plan.service and ts >= ctx.now - RATE_WINDOW), default=ctx.now)
+        delay = max(restart_policy.BACKOFF_FLOOR, min(restart_policy.BACKOFF_CAP, oldest + RATE_WINDOW - ctx.now))
+        return judge(plan, dataclasses.replace(ctx, slowed_for=delay)), delay
+
+    async def _slowed(self, plan_id: int, plan: FixPlan, delay: float, judgement: Judgement) -> None:
+        """Tell the operator, once per stretch of rate limiting on a service, that its fixes are slowed."""
+        assert plan.incident_id is not None
+        why = "; ".join(r for v in judgement.verdicts for r in v.reasons if r.startswith(RATE_LIMITED))
+        if plan.service in self.slowed:
+            self.incidents.timeline(plan.incident_id, time.time(), "slowed", f"plan #{plan_id} runs in {delay:.0f}s: {why}", {"plan": plan_id})
+            return
+        self.slowed.add(plan.service)
+        await self._escalate(plan.incident_id, plan.service, plan.pattern,
+                             f"{plan.service}: automatic fixes hit the rate limit; {plan.fix} slowed to one try per "
+                             f"{restart_policy.BACKOFF_CAP:.0f}s at most, next in {delay:.0f}s ({why}). {plan.summary}")
 
     def _targets(self, d: Diagnosis, owned: set[int]) -> dict[str, list[ProcessTarget]]:
         found: dict[str, list[ProcessTarget]] = {}
@@ -217,6 +270,7 @@ class Healer:
             human=human,
             auto_confidence=settings.auto_confidence,
             interval=settings.interval,
+            service_limit=settings.rate_limit,
             recent_actions=self.recent_automatic(plan.service, now - RATE_WINDOW),
             recent_actions_global=self.recent_automatic(None, now - RATE_WINDOW),
             silenced=incidents._silence_for(plan.service, now) is not None,
@@ -355,15 +409,17 @@ class Healer:
 
     # --- executing ---------------------------------------------------------------------------------------
 
-    def _start(self, plan_id: int, plan: FixPlan, approved_by: str | None) -> None:
-        task = asyncio.create_task(self._execute(plan_id, plan, approved_by), name=f"plan-{plan_id}")
+    def _start(self, plan_id: int, plan: FixPlan, approved_by: str | None, delay: float = 0.0) -> None:
+        task = asyncio.create_task(self._execute(plan_id, plan, approved_by, delay), name=f"plan-{plan_id}")
         self.tasks[plan_id] = task
         task.add_done_callback(lambda t, p=plan_id: self.tasks.pop(p, None))
 
-    async def _execute(self, plan_id: int, plan: FixPlan, approved_by: str | None) -> None:
+    async def _execute(self, plan_id: int, plan: FixPlan, approved_by: str | None, delay: float = 0.0) -> None:
         service = plan.service
         self.busy[service] = plan_id
         try:
+            if delay:
+                await self.fleet.hold(service, delay)
             now = time.time()
             await self.records.set_plan(plan_id, status="executing", executed_at=now)
             incidents = self.incidents
@@ -407,10 +463,8 @@ class Healer:
             await self._timeline_now(plan.incident_id, now, kind, f"plan #{plan_id} {status}: {outcome}", plan_id)
             if status == "verified" and plan.incident_id in open_ids:
                 await incidents.resolve(plan.incident_id, now, f"fixed by plan #{plan_id} ({plan.fix}), verified", by="healer")
-            elif status == "failed" and plan.incident_id in open_ids and self.attempts.get(plan.incident_id, 0) < MAX_ATTEMPTS:
-                # Not the end: the next pass may propose again, and the guardians judge it afresh.
-                self.retry.add(plan.incident_id)
-                await incidents.set_status(plan.incident_id, "open")
+            elif status == "failed" and plan.incident_id in open_ids and self.fleet.active and not self._stopped_by_hand(plan.service):
+                await self._retry_later(plan_id, plan, outcome)
             elif status in ("failed", "escalated", "blocked") and plan.incident_id in open_ids:
                 await incidents.set_status(plan.incident_id, "escalated")
             elif status == "expired" and plan.incident_id in open_ids:
@@ -419,6 +473,34 @@ class Healer:
         await self.records.set_plan(plan_id, status=status, finished_at=now, outcome=outcome)
         event = {"verified": "plan_verified", "failed": "plan_failed"}.get(status, "plan_finished")
         await self._emit(event, plan.service, f"plan #{plan_id} {status}: {outcome}", plan_id)
+
+    def _stopped_by_hand(self, service: str) -> bool:
+        runner = self.fleet.runners.get(service)
+        return runner is not None and runner.state is ServiceState.STOPPED
+
+    async def _retry_later(self, plan_id: int, plan: FixPlan, outcome: str) -> None:
+        """Not the end: the next pass proposes again and the guardians judge it afresh, at once for the
+        first tries, then with growing back-off. The operator is told once, with the evidence, when
+        the quick tries have run out; the tries go on until the condition clears or a human stops it."""
+        incident_id = plan.incident_id
+        assert incident_id is not None
+        self.retry.add(incident_id)
+        attempts = self.attempts.get(incident_id, 0)
+        if attempts < MAX_ATTEMPTS:
+            await self.incidents.set_status(incident_id, "open")
+            return
+        delay = restart_policy.restart_delay(restart_policy.RETRY_FIRST, attempts - MAX_ATTEMPTS + 1)
+        when = time.time() + delay
+        self.retry_at[incident_id] = when
+        if plan.service in self.fleet.runners:
+            self.fleet.next_try[plan.service] = when
+        self.incidents.timeline(incident_id, time.time(), "retry", f"plan #{plan_id} failed; next try in {delay:.0f}s", {"plan": plan_id, "delay": delay})
+        if incident_id not in self.escalated:
+            await self._escalate(incident_id, plan.service, plan.pattern,
+                                 f"{plan.service}: {attempts} fixes for {plan.pattern} failed (last: {outcome}); "
+                                 f"it is tried again with back-off up to {restart_policy.BACKOFF_CAP:.0f}s, each try judged afresh. {plan.summary}")
+        else:
+            await self.incidents.set_status(incident_id, "escalated")
 
     async def _verify(self, plan: FixPlan) -> tuple[bool, str]:
         """Probe until the incident clears and the service is healthy, or the deadline passes."""
@@ -448,15 +530,21 @@ class Healer:
         return False, f"{plan.service} {why} {svc.start_grace + VERIFY_GRACE:.0f}s after the fix"
 
     async def _notify(self, plan: FixPlan) -> str:
-        incidents = self.incidents
-        runner = self.fleet.runners.get(plan.service)
-        tail = runner.sink.tail(10) if runner else []
-        message = f"{plan.service}: {plan.summary}"
-        if plan.incident_id:
-            await incidents.set_status(plan.incident_id, "escalated")
-            await self._timeline_now(plan.incident_id, time.time(), "escalated", f"escalated to the operator: {plan.summary}", None, {"log_tail": tail})
-        await self.bus.acknowledged(Event("escalated", None if plan.service == HOST else plan.service, message, {"log_tail": tail, "pattern": plan.pattern}))
+        if plan.incident_id in self.escalated:
+            # One page per incident: a retried plan does not tell the operator again.
+            return "already escalated to the operator"
+        await self._escalate(plan.incident_id, plan.service, plan.pattern, f"{plan.service}: {plan.summary}")
         return "escalated to the operator"
+
+    async def _escalate(self, incident_id: int | None, service: str, pattern: str, message: str) -> None:
+        """Tell the operator, with the service's last log lines as evidence."""
+        runner = self.fleet.runners.get(service)
+        tail = runner.sink.tail(10) if runner else []
+        if incident_id:
+            self.escalated.add(incident_id)
+            await self.incidents.set_status(incident_id, "escalated")
+            await self._timeline_now(incident_id, time.time(), "escalated", f"escalated to the operator: {message}", None, {"log_tail": tail})
+        await self.bus.acknowledged(Event("escalated", None if service == HOST else service, message, {"log_tail": tail, "pattern": pattern}))
 
     # --- records -----------------------------------------------------------------------------------------
 

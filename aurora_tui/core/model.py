@@ -22,7 +22,7 @@ class ServiceState(StrEnum):
     STOPPED = "stopped"
     BACKOFF = "backoff"
     FAILED = "failed"
-    # Monitor-only services: Aurora never starts them, it only watches whoever holds the port.
+    # A monitor-only service whose process is not found (found, it is "running"): Aurora never starts it.
     UNMANAGED = "unmanaged"
 
 
@@ -144,6 +144,8 @@ class ServiceStatus:
     health_error: str | None = None
     last_exit: ExitInfo | None = None
     depends_on: list[str] = field(default_factory=list)
+    # When Aurora next tries to bring it back (epoch seconds), while it waits out a back-off.
+    next_try_at: float | None = None
 
 
 @dataclass

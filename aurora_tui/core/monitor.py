@@ -22,6 +22,7 @@ from .diagnose import Diagnosis, diagnose
 from .events import EventBus
 from .fleet import THROTTLE_EVERY, Fleet
 from .incidents import Change
+from .monitor_only import locate, pid_change
 from .model import Event, HealthResult, HostSample, ServiceSample, ServiceState, ServiceStatus
 from .patterns import HOST, pattern_params
 from .health import health_check
@@ -54,6 +55,8 @@ class Monitor:
         # Whoever acts on what was detected (the healer); None while the engine is closing.
         self.after_detect: AfterDetect | None = None
         self._down_since: dict[str, float] = {}
+        # How each monitor-only service's process was found at the last probe, or why it was not.
+        self.lookups: dict[str, str] = {}
         self._detect_lock = asyncio.Lock()
         self._prober = ProcessProber()
         self._wake = asyncio.Event()
@@ -125,10 +128,20 @@ class Monitor:
             state = runner.state if runner else ServiceState.UNMANAGED
             errors = runner.sink.error_lines if runner else 0
             sample = ServiceSample(svc.name, now, str(state), facts.get(svc.name), ports.get(svc.name), health, errors)
+            if runner is None:
+                self._note_outside_restart(self.samples.get(svc.name), sample)
             self.samples[svc.name] = sample
             self.history[svc.name].append(sample)
             taken.append(sample)
         return taken, host
+
+    def _note_outside_restart(self, previous: ServiceSample | None, sample: ServiceSample) -> None:
+        # Someone else restarted a monitor-only service: worth a record, not an incident.
+        change = pid_change(previous, sample)
+        if change is not None:
+            old, new = change
+            message = f"{sample.service} now runs as pid {new} (was {old}): restarted outside Aurora"
+            self.bus.emit(Event("pid_changed", sample.service, message, {"old_pid": old, "new_pid": new}))
 
     def _service_down(self, name: str) -> None:
         """Look at the port right away: whether someone else holds it decides between "crashed" and
@@ -153,18 +166,23 @@ class Monitor:
             if only is not None and svc.name not in only:
                 continue
             identity = targets.get(svc.name)
+            runner = self.fleet.runners.get(svc.name)
             if identity is not None:
-                facts[svc.name] = self._prober.tree(identity.pid, identity.create_time, table)
-            elif not svc.managed and svc.port is not None:
-                # Monitor-only: the service is whoever listens on its port.
-                holders = [p for p in table.listeners.get(svc.port, []) if p is not None]
-                facts[svc.name] = self._prober.tree(holders[0], None, table) if holders else None
+                facts[svc.name] = tree = self._prober.tree(identity.pid, identity.create_time, table)
+                if tree is not None and runner is not None and runner.descendants is not None:
+                    # Descendants that left the process group or session are orphans all the same.
+                    tree.orphans += runner.descendants.strays({tree.pid, *tree.pids, *tree.orphans})
+            elif not svc.managed:
+                pid, self.lookups[svc.name] = locate(svc, table.listeners)
+                facts[svc.name] = self._prober.tree(pid, None, table) if pid is not None else None
             if svc.port is not None:
                 tree = facts.get(svc.name)
                 mine = set(tree.pids) if tree else set()
-                runner = self.fleet.runners.get(svc.name)
                 if runner is not None:
                     mine.update(pid for pid, _ in runner.previous)
+                    # Workers of a dead master still holding the port are the service's own, not a stranger.
+                    if runner.descendants is not None:
+                        mine.update(p for p in table.listeners.get(svc.port, []) if p is not None and runner.descendants.owns(p))
                 ports[svc.name] = port_facts(svc.port, table, mine)
         self._prober.forget_dead({p for f in facts.values() if f for p in f.pids})
         return facts, ports, host_sample(self.db_path.parent)
@@ -227,6 +245,7 @@ class Monitor:
             log_tail=runner.sink.tail(20) if runner else [],
             recent_errors=list(runner.sink.recent_errors) if runner else [],
             dependencies=deps,
+            lookup=self.lookups.get(svc.name, ""),
         )
 
     def _track_downtime(self, statuses: dict[str, ServiceStatus], now: float) -> None:
@@ -269,6 +288,7 @@ class Monitor:
             health_error=health.error if health else None,
             last_exit=runner.last_exit if runner else None,
             depends_on=list(svc.depends_on),
+            next_try_at=self.fleet.next_try.get(svc.name),
         )
 
     def status_of(self, name: str) -> ServiceStatus | None:

@@ -99,18 +99,43 @@ class FixPlan:
         return max(risks, key=RISK_ORDER.__getitem__, default="low")
 
 
+# What a fix for a service Aurora runs becomes for a monitor-only one: its own programs, never a signal.
+_AS_PROGRAMS = {"restart": ("stop_command", "start_command"), "start": ("start_command",), "terminate": ("stop_command",),
+                "start_command": ("start_command",), "stop_command": ("stop_command",)}
+
+
+def monitor_only_actions(actions: list[Action], programs: frozenset[str]) -> list[Action]:
+    """``actions`` aimed at a monitor-only service: each that acts on it becomes a run of its configured
+    start or stop program; without the programs it needs, or for anything else (a kill, a back-off),
+    the whole plan is to tell the operator."""
+    service = actions[0].service
+    kinds: list[str] = []
+    for action in actions:
+        if action.kind == "notify":
+            continue
+        needed = _AS_PROGRAMS.get(action.kind)
+        if needed is None or not set(needed) <= programs:
+            return [Action("notify", service)]
+        kinds += [k for k in needed if k not in kinds]
+    return [Action(kind, service) for kind in kinds] or [Action("notify", service)]
+
+
 def build_plan(
     d: Diagnosis,
     incident_id: int | None,
     targets: Mapping[str, Sequence[ProcessTarget]],
     evidence_at: float,
     refused_fixes: set[str] = frozenset(),  # type: ignore[assignment]
+    programs: frozenset[str] | None = None,
 ) -> FixPlan | None:
     """The usual fix for the diagnosed pattern, aimed at concrete targets.
 
     ``targets`` holds identities looked up for this diagnosis: "service" (the leader, if alive),
     "orphans", "port holder". A fix that the operator keeps rejecting for this pattern is no longer
     proposed automatically: the plan falls back to telling the operator.
+
+    ``programs`` is None for a service Aurora runs; for a monitor-only one, which of "start_command"
+    and "stop_command" it configures (see :func:`monitor_only_actions`).
     """
     if d.pattern == "dependency_down":
         return None  # healed through the dependency's own incident
@@ -134,6 +159,8 @@ def build_plan(
             actions.append(Action(kind, service, leader))
         else:
             actions.append(Action(kind, service))
+    if programs is not None and actions:
+        actions = monitor_only_actions(actions, programs)
     if not actions:
         return None
     plan = FixPlan(d.service, d.pattern, incident_id, actions, d.confidence, d.cause, d.evidence, evidence_at)

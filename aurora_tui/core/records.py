@@ -57,6 +57,8 @@ def config_from_key(text: str) -> ServiceConfig:
     data["command"] = tuple(data["command"])
     data["env"] = tuple(tuple(pair) for pair in data.get("env", ()))
     data["depends_on"] = tuple(data.get("depends_on", ()))
+    for key in ("start_command", "stop_command"):
+        data[key] = tuple(data.get(key, ()))
     data["health"] = HealthCheck.from_jsonable(data["health"])
     data["limits"] = Limits(**data["limits"])
     data["patterns"] = tuple((p, tuple(tuple(kv) for kv in params)) for p, params in data.get("patterns", ()))

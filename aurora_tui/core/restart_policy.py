@@ -9,6 +9,8 @@ from __future__ import annotations
 SHORT_RUN = 10.0
 BACKOFF_CAP = 60.0
 BACKOFF_FLOOR = 0.5
+# The first back-off after the quick tries of a fix have failed; it doubles up to BACKOFF_CAP.
+RETRY_FIRST = 5.0
 # A service with no health check has started once it has stayed up this long (or for its start grace,
 # if that is shorter): an exit before then is a failed start, like an exit before a first passing check.
 # It matches start-up failure's default max_runtime_s, so an exit at once is diagnosed as one.

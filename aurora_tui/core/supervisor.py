@@ -17,6 +17,7 @@ from typing import Callable
 import psutil
 
 from .config import ServiceConfig
+from .lineage import Descendants
 from .logsink import LogSink
 from .model import ExitInfo, ProcessIdentity, ServiceState
 
@@ -55,8 +56,11 @@ class ServiceRunner:
         log_dir: Path,
         on_exit: ExitCallback,
         on_state: StateCallback,
+        descendants: Descendants | None = None,
     ) -> None:
         self.config = config
+        # Whatever the service forks, even into its own session or process group (see lineage.py).
+        self.descendants = descendants
         self.name = config.name
         self.state = ServiceState.STOPPED
         self.identity: ProcessIdentity | None = None
@@ -106,7 +110,7 @@ class ServiceRunner:
         if self.alive:
             return True
         loop = asyncio.get_running_loop()
-        env = {**os.environ, **dict(self.config.env)}
+        env = {**os.environ, **dict(self.config.env), **(self.descendants.env if self.descendants else {})}
         try:
             popen = subprocess.Popen(
                 list(self.config.command),
@@ -117,6 +121,7 @@ class ServiceRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own session and process group: stop signals reach the whole tree
                 close_fds=True,
+                preexec_fn=self.descendants.preexec() if self.descendants else None,
             )
         except OSError as exc:
             self.spawn_error = f"cannot start {self.config.command[0]!r}: {exc.strerror or exc}"
@@ -126,6 +131,8 @@ class ServiceRunner:
         self.spawn_error = None
         self.healthy_since_start = False
         self._popen = popen
+        if self.descendants is not None:
+            self.descendants.started(popen.pid)
         self._expect_exit = False
         self._exited = loop.create_future()
         self.started_at = time.time()
@@ -172,17 +179,33 @@ class ServiceRunner:
         self._expect_exit = True
         self.set_state(ServiceState.STOPPING)
         pgid = popen.pid
-        signal_group(pgid, signal.SIGTERM)
+        self._signal_all(pgid, signal.SIGTERM)
         # A stopped (SIGSTOP) process keeps SIGTERM pending until it is continued.
-        signal_group(pgid, signal.SIGCONT)
+        self._signal_all(pgid, signal.SIGCONT)
         wait = self.config.stop_timeout if timeout is None else timeout
         try:
             info = await asyncio.wait_for(asyncio.shield(exited), wait)
         except asyncio.TimeoutError:
             self.sink.mark(f"did not stop within {wait:.1f}s of SIGTERM; sending SIGKILL")
-            signal_group(pgid, signal.SIGKILL)
+            self._signal_all(pgid, signal.SIGKILL)
             info = await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
+        await self.clear_descendants()
         return info
+
+    def _signal_all(self, pgid: int, sig: int) -> None:
+        signal_group(pgid, sig)
+        if self.descendants is not None:
+            self.descendants.signal(sig)
+
+    async def clear_descendants(self) -> list[int]:
+        """Kill what is left of earlier runs (workers holding the port, daemons that left the group)
+        and wait until it is gone, so a new run starts on a clean slate. Returns who was left."""
+        if self.descendants is None or self.alive:
+            return []
+        left = await asyncio.to_thread(self.descendants.clear, KILL_WAIT)
+        if left:
+            self.sink.mark(f"killed {len(left)} descendants left by the last run: {' '.join(map(str, left))}")
+        return left
 
     def send_signal(self, sig: int) -> bool:
         """Signal the leader only. Safe against pid reuse: the pid stays ours until we reap it."""
@@ -220,7 +243,7 @@ class ServiceRunner:
         os.close(pidfd)
         # Like systemd's control-group kill mode: whatever the dead leader left in its group (workers,
         # helpers holding its port) goes with it, so the next start finds a clean slate.
-        signal_group(popen.pid, signal.SIGKILL)
+        self._signal_all(popen.pid, signal.SIGKILL)
         now = time.time()
         info = ExitInfo(
             ts=now,

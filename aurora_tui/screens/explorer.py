@@ -1,4 +1,4 @@
-"""Screen 5: the explorer. The dispatcher's whole catalogue in one place: the 26 issue patterns, the 66
+"""Screen 5: the explorer. The dispatcher's whole catalogue in one place: the 27 issue patterns, the 66
 execution programs, the 188 intelligence tiers and the module registry, one tab each (`k` moves to the
 next), plus a tab of the modules the dispatcher has made active.
 

@@ -1,4 +1,4 @@
-"""What the explorer can show, one section per kind of catalogue entry: the 26 issue patterns, the 66
+"""What the explorer can show, one section per kind of catalogue entry: the 27 issue patterns, the 66
 execution programs, the 188 intelligence tiers and the module registry (all read from
 :class:`~aurora_tui.core.catalogue.Catalogue`, which is packaged, read-only data).
 

@@ -3,6 +3,7 @@ and the operator's place never jump when new data arrives. At 80 columns the spa
 give way first; the name, its state glyph and the health never do."""
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 from rich.text import Text
@@ -65,6 +66,14 @@ class ServiceHistory:
         self.latency.add(status.latency_ms)
 
 
+def _state(status: ServiceStatus) -> str:
+    """The state, or, while Aurora waits out a back-off before its next try, when that try comes
+    (short enough for the column; the glyph by the name still shows the state)."""
+    if status.next_try_at is None:
+        return status.state
+    return f"try {max(0.0, status.next_try_at - time.time()):.0f}s"
+
+
 def cells(status: ServiceStatus, history: ServiceHistory | None, open_incidents: int | None, widths: Mapping[str, int]) -> dict[str, Text | str]:
     state_style = STATE_STYLES.get(status.state, "")
     if status.healthy:
@@ -77,7 +86,7 @@ def cells(status: ServiceStatus, history: ServiceHistory | None, open_incidents:
     name.append(status.name, style="bold")
     values: dict[str, Text | str] = {
         "name": name,
-        "state": Text(status.state, style=state_style),
+        "state": Text(_state(status), style=state_style),
         "pid": str(status.pid or "-"),
         "port": str(status.port or "-"),
         "health": health,
