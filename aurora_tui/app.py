@@ -544,15 +544,11 @@ def _exit_on_signals(app: AuroraApp) -> None:
 
 
 def run_console(config: Config) -> int:
-    from .core.engine import Engine
-    from .core.enginelock import EngineAlreadyRunning
+    from .own_engine import open_own_engine
 
     async def main() -> int:
-        engine = Engine(config)
-        try:
-            await engine.open()
-        except EngineAlreadyRunning as exc:
-            print(f"aurora: {exc}", file=sys.stderr)
+        engine = await open_own_engine(config)
+        if engine is None:
             return 1
         app = AuroraApp(engine, service_count=len(config.services))
         _exit_on_signals(app)

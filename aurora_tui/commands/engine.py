@@ -110,15 +110,11 @@ def demo_config(args: argparse.Namespace) -> int:
 
 
 async def run_headless(config: Config, log_level: str = "INFO", log_format: str = "text") -> int:
-    from ..core.engine import Engine
-    from ..core.enginelock import EngineAlreadyRunning
+    from ..own_engine import open_own_engine
 
     configure_logging(log_level, log_format)
-    engine = Engine(config)
-    try:
-        await engine.open()
-    except EngineAlreadyRunning as exc:
-        print(f"aurora: {exc}", file=sys.stderr)
+    engine = await open_own_engine(config)
+    if engine is None:
         return 1
     stop = asyncio.Event()
 
