@@ -548,8 +548,8 @@ def run_console(config: Config) -> int:
 
     async def main() -> int:
         engine = await open_own_engine(config)
-        if engine is None:
-            return 1
+        if isinstance(engine, int):  # not opened: why was said on stderr
+            return engine
         app = AuroraApp(engine, service_count=len(config.services))
         _exit_on_signals(app)
         try:

@@ -54,9 +54,12 @@ async def running(config: Config, healthy: bool = True) -> AsyncIterator[Engine]
         if healthy:
             async def up() -> bool:
                 snap = await engine.snapshot()
-                return snap.scans >= 1 and all(s.healthy for s in snap.services)
+                return all(s.healthy for s in snap.services)
 
             await async_wait_until(up, timeout=30, what="the test fleet healthy")
+            # Scans run alongside the start-up: wait for one that began with the whole fleet up, so
+            # the samples a test reads describe the running services.
+            await scans_pass(engine, 2)
         yield engine
     finally:
         await engine.close()

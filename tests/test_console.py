@@ -130,14 +130,14 @@ async def test_1_to_5_switch_screens_help_lists_keys_and_escape_goes_back(engine
         for key, screen_type in expected.items():
             await pilot.press(key)
             await async_wait_until(lambda: isinstance(app.screen, screen_type), what=f"key {key} to show {screen_type.__name__}")
-        # The explorer lists the 27 issue patterns and filters them fuzzily.
+        # The explorer lists the 29 issue patterns and filters them fuzzily.
         explorer = app.screen
-        assert len(explorer.shown) == 27
+        assert len(explorer.shown) == 29
         await pilot.press("slash", *"memry leak")
         await async_wait_until(lambda: explorer.shown and explorer.shown[0].id == "memory_leak", what="fuzzy match")
         await pilot.press("enter")
         await pilot.press("escape")  # clears the filter
-        await async_wait_until(lambda: len(explorer.shown) == 27)
+        await async_wait_until(lambda: len(explorer.shown) == 29)
         await pilot.press("escape")  # back to the previous screen (chat)
         await async_wait_until(lambda: isinstance(app.screen, ChatScreen))
         await pilot.press("escape")

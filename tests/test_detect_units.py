@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from aurora_tui.core import detect
+from aurora_tui.core import detect, detect_storage
 from aurora_tui.core.config import HealthCheck, Limits, ServiceConfig
 from aurora_tui.core.detect import DependencyState, HostView, ServiceView, detect_host, detect_service
 from aurora_tui.core.diagnose import confidence, diagnose
@@ -52,8 +52,8 @@ def test_a_quiet_sequence_triggers_nothing():
 
 def test_every_pattern_has_a_detector_and_the_supersedes_graph_is_acyclic():
     patterns = load_patterns()
-    assert len(patterns) == 27
-    assert set(patterns) == set(detect.SERVICE_DETECTORS) | set(detect.HOST_DETECTORS)
+    assert len(patterns) == 29
+    assert set(patterns) == set(detect.SERVICE_DETECTORS) | set(detect.HOST_DETECTORS) | set(detect_storage.STORAGE_DETECTORS)
     state: dict[str, int] = {}
 
     def visit(node: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -122,7 +123,7 @@ async def test_stop_escalates_to_sigkill_and_takes_the_whole_group(tmp_path):
                     import signal, subprocess, sys, time
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
-                    print("child", child.pid, flush=True)
+                    print("child", child.pid, "ready", flush=True)
                     time.sleep(600)
                 """,
                 "stop_timeout": 0.5,
@@ -132,7 +133,8 @@ async def test_stop_escalates_to_sigkill_and_takes_the_whole_group(tmp_path):
     async with Engine(config) as engine:
         engine.launch()
         runner = engine.fleet.runners["stubborn"]
-        line = await async_wait_until(lambda: next((l for l in runner.sink.tail(20) if l.startswith("child ")), None), what="child pid")
+        # Only a whole line counts: the tail also shows a line still being written.
+        line = await async_wait_until(lambda: next((l for l in runner.sink.tail(20) if re.fullmatch(r"child \d+ ready", l)), None), what="child pid")
         child_pid = int(line.split()[1])
         leader = runner.pid
         info = await engine.stop_service("stubborn")

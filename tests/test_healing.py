@@ -211,9 +211,19 @@ def test_kill_9_of_the_engine_loses_neither_pending_plans_nor_decisions(tmp_path
         assert [r["service"] for r in left] == ["two"]
         assert squatters[1].poll() is None
         # The plan starts executing the moment it is approved, so the first engine has usually freed the
-        # port before the kill: the resumed plan then finds its incident cleared and ends expired.
-        statuses = {r["id"]: r["status"] for r in _plans(db, None)}
-        assert statuses[chosen["id"]] in ("executing", "verified", "expired")
+        # port before the kill: judged again, the free_port is moot (its target is gone) and so is the
+        # start (the new engine started the service), so it is superseded, with the reason. Killed
+        # before the free_port, the squatter still holds the port: then the plan is carried out.
+        def judged_again():
+            row = next((r for r in _plans(db, None) or [] if r["id"] == chosen["id"]), None)
+            return row if row is not None and row["status"] not in ("approved", "executing") else None
+
+        resumed = wait_until(judged_again, timeout=60, interval=0.3, what="the approved plan judged again")
+        assert resumed["status"] in ("superseded", "verified"), resumed
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            outcome = conn.execute("SELECT outcome FROM plans WHERE id = ?", (chosen["id"],)).fetchone()[0]
+        if resumed["status"] == "superseded":
+            assert "judged again after the engine restarted" in outcome and "is gone" in outcome, outcome
         engine.send_signal(signal.SIGTERM)
         assert engine.wait(30) == 0
         with contextlib.closing(sqlite3.connect(db)) as conn:

@@ -85,4 +85,4 @@ def test_catalogue_counts():
     out = aurora("catalogue")
     assert out.returncode == 0
     assert out.stdout.splitlines()[:2] == ["66 programs (12 live) in 11 groups", "188 tiers (13 foundation, 175 grandmaster)"]
-    assert "modules:" in out.stdout and "27 issue patterns" in out.stdout
+    assert "modules:" in out.stdout and "29 issue patterns" in out.stdout

@@ -2,7 +2,9 @@
 ``"api": 1``, the connection survives, and the engine prints no traceback."""
 from __future__ import annotations
 
+import asyncio
 import json
+import resource
 import signal
 import socket
 
@@ -30,6 +32,27 @@ BAD_LINES = [
     (b'{"id": 4, "method": "plan", "params": {"nope": 1}}', "bad params for plan"),
     (b'{"id": 5, "method": "logs", "params": {"service": "no_such_service"}}', "no_such_service"),
     (b'{"id": 6, "method": "incidents", "params": {"limit": {"a": [1]}}}', ""),
+    # Ids that are not a 64-bit integer: too big for a float, too big for 64 bits, not a number at all.
+    (b'{"id": 1e400, "method": "ping"}', "id must be an integer"),
+    (b'{"id": ' + str(2**70).encode() + b', "method": "ping"}', "at most 64 bits"),
+    (b'{"id": ' + b"9" * 5000 + b', "method": "ping"}', "bad request"),
+    (b'{"id": NaN, "method": "ping"}', "got NaN"),
+    (b'{"id": -Infinity, "method": "ping"}', "id must be an integer"),
+    (b'{"id": {"a": 1}, "method": "ping"}', "got an object"),
+    (b'{"id": [1], "method": "ping"}', "got an array"),
+    # Params of the wrong shape or type, down to the fields inside them.
+    (b'{"id": 7, "method": "chaos", "params": {"fault": "kill", "service": "aurora_ui", "params": [1]}}', "bad params for chaos"),
+    (b'{"id": 8, "method": "chaos", "params": [1]}', "params must be an object"),
+    (b'{"id": 9, "method": "silence", "params": {"service": "aurora_ui", "duration_s": 1e400}}', "finite number"),
+    (b'{"id": 10, "method": "logs", "params": {"service": "aurora_ui", "lines": 1e308}}', "lines must be an integer"),
+    (b'{"id": 11, "method": "incidents", "params": {"limit": ' + str(2**70).encode() + b"}}", "limit must be an integer"),
+    (b'{"id": 12, "method": "import_learning", "params": {"entries": [1, 2]}}', "bad params for import_learning"),
+    # Nesting: too deep for the decoder, and deep enough to trouble whatever prints it.
+    (b'{"id": 13, "method": "ping", "params": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "nested too deeply"),
+    (b'{"id": 14, "method": ' + b"[" * 900 + b"]" * 900 + b"}", "unknown method"),
+    (b'{"id": 15, "method": "' + b"m" * 100_000 + b'"}', "unknown method"),
+    (b'{"id": 16, "method": "ping"} {"id": 17}', "bad request"),
+    (b"", "bad request"),
 ]
 
 
@@ -56,11 +79,57 @@ def test_bad_requests_get_error_answers_on_a_connection_that_survives(tmp_path):
             answer = _ask(conn, reader, b'{"id": 9, "method": "ping"}')
             assert answer == {"id": 9, "ok": True, "result": answer["result"], "api": API_VERSION}
             assert answer["result"]["pid"] == engine.proc.pid
+            # A line over the limit gets exactly one answer; the next request is read whole.
+            too_long = _ask(conn, reader, b'{"id": 18, "method": "ping", "pad": "' + b"x" * (3 << 20) + b'"}')
+            assert too_long["ok"] is False and "too long" in too_long["error"]
+            assert _ask(conn, reader, b'{"id": ' + str(2**63 - 1).encode() + b', "method": "ping"}')["id"] == 2**63 - 1
+            answers_1000_concurrent_clients(engine)
         engine.proc.send_signal(signal.SIGTERM)
         assert engine.proc.wait(60) == 0
         assert "Traceback" not in engine.err()
     finally:
         engine.kill_everything()
+
+
+CLIENTS = 1000
+
+
+def answers_1000_concurrent_clients(engine: Headless) -> None:
+    """As many clients as a burst of CLI calls might bring, all connecting before the engine accepts
+    any: every one is accepted and answered (the listen backlog holds them)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CLIENTS + 200
+    if soft < wanted and (hard == resource.RLIM_INFINITY or hard >= wanted):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < wanted:
+            pytest.skip(f"needs {wanted} open files for {CLIENTS} clients; the hard limit is {hard}")
+        answers = asyncio.run(asyncio.wait_for(_burst(socket_path(engine.db), CLIENTS), 120))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    failed = [a for a in answers if not (isinstance(a, dict) and a.get("ok"))]
+    assert not failed, f"{len(failed)} of {CLIENTS} clients got no answer, e.g. {failed[:3]}"
+    assert sorted(a["id"] for a in answers) == list(range(CLIENTS))
+
+
+async def _burst(path, count: int) -> list:
+    with reachable(path) as where:
+        opened = await asyncio.gather(*(asyncio.open_unix_connection(where) for _ in range(count)), return_exceptions=True)
+
+    async def ping(i: int, connection) -> dict | BaseException:
+        if isinstance(connection, BaseException):
+            return connection
+        reader, writer = connection
+        try:
+            writer.write(json.dumps({"id": i, "method": "ping"}).encode() + b"\n")
+            await writer.drain()
+            return json.loads(await reader.readline())
+        except (OSError, ValueError) as exc:
+            return exc
+        finally:
+            writer.close()
+
+    return await asyncio.gather(*(ping(i, c) for i, c in enumerate(opened)))
 
 
 def test_every_declared_method_is_reachable_over_the_socket():

@@ -71,7 +71,7 @@ async def test_search_details_ask_and_usage_on_the_real_engine(engine: Engine):
                                what="the explorer with its catalogue")
         screen = app.screen
         assert isinstance(screen, ExplorerScreen)
-        assert screen.tab == "pattern" and len(screen.shown) == 27
+        assert screen.tab == "pattern" and len(screen.shown) == 29
         assert "Active modules" in active_panel(screen) and "none known yet" in active_panel(screen)
 
         # `/` searches every kind at once: "hpa" finds the module k8s.hpa.
@@ -85,7 +85,7 @@ async def test_search_details_ask_and_usage_on_the_real_engine(engine: Engine):
                        "keda.scaledobject", "Provides", "autoscaling", "Dependants"):
             assert needle in text, (needle, text)
         await pilot.press("escape")  # clears the search: the tab's list again
-        await async_wait_until(lambda: not screen.query_text and len(screen.shown) == 27, what="the patterns again")
+        await async_wait_until(lambda: not screen.query_text and len(screen.shown) == 29, what="the patterns again")
 
         # Program 62: its tiers and its modules, resolved with their dependencies, in order.
         await to_tab(pilot, screen, "program")

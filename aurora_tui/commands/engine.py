@@ -12,6 +12,7 @@ from pathlib import Path
 from ..core.config import Config, ConfigError, demo_config_text, executable_problems, load_config
 from ..core.control import socket_path
 from ..core.logconfig import FORMATS, LEVELS, configure_logging, log_path
+from ..core.private_files import UnsafeFile, create_private
 from .common import engine_options, load, target_db
 
 log = logging.getLogger(__name__)
@@ -64,27 +65,32 @@ def console(args: argparse.Namespace) -> int:
 
         db = target_db(args)
         # No socket, no engine: run_attached says so, and leaves no log file behind for nothing.
-        if socket_path(db).exists() and not _log_to_file(args, db):
-            return 1
+        if socket_path(db).exists() and (status := _log_to_file(args, db)):
+            return status
         return run_attached(db)
     from ..app import run_console
 
     config = load(args)
-    if not _log_to_file(args, Path(config.settings.db), make_dir=True):
-        return 1
+    if status := _log_to_file(args, Path(config.settings.db)):
+        return status
     return run_console(config)
 
 
-def _log_to_file(args: argparse.Namespace, db: Path, make_dir: bool = False) -> bool:
+def _log_to_file(args: argparse.Namespace, db: Path) -> int:
+    """0 once the log goes to ``<db>.log``, else the exit status after saying why it cannot."""
     path = log_path(db)
     try:
-        if make_dir:  # the engine is about to create it for its database anyway
-            path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 (in a 0700 directory, which the engine would make for its database anyway)
+        # before logging opens it by name.
+        create_private(path, "log file")
         configure_logging(args.log_level, args.log_format, path=path)
+    except UnsafeFile as exc:
+        print(f"aurora: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        print(f"aurora: cannot write the log {path}: {exc}", file=sys.stderr)
-        return False
-    return True
+        print(f"aurora: cannot write the log {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,8 +120,8 @@ async def run_headless(config: Config, log_level: str = "INFO", log_format: str 
 
     configure_logging(log_level, log_format)
     engine = await open_own_engine(config)
-    if engine is None:
-        return 1
+    if isinstance(engine, int):  # not opened: why was said on stderr
+        return engine
     stop = asyncio.Event()
 
     def stop_on(sig: signal.Signals) -> None:

@@ -73,6 +73,10 @@ async def status(engine: RemoteEngine, args: argparse.Namespace) -> int:
             f"{percent_h(s.cpu):>7} {bytes_h(s.rss):>7}" + (f"  {note}" if note else "")
         )
     print(f"\n{snapshot.healthy_count}/{len(services)} healthy · engine pid {snapshot.engine_pid} · {snapshot.scans} scans every {snapshot.interval:g}s")
+    for problem in snapshot.storage:  # what Aurora cannot write right now: supervision goes on regardless
+        cost = (f"{problem.dropped_bytes} bytes of output dropped" if problem.kind == "log"
+                else f"{problem.queued} writes waiting, {problem.dropped_writes} dropped")
+        print(f"storage: {problem.kind} {problem.path}: {problem.error} ({cost})")
     return 0
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -56,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def incidents(args: argparse.Namespace) -> int:
     since = time.time() - args.since if args.since else None
     sql, params = incident_query(service=args.service, pattern=args.pattern, open_only=args.open, since=since, limit=args.limit)
-    with contextlib.closing(read_db(target_db(args))) as conn:
+    with read_db(target_db(args)) as conn:
         rows = [incident_row(r) for r in conn.execute(sql, params)]
     if args.json:
         print_json([{k: getattr(r, k) for k in INCIDENT_FIELDS} for r in rows])
@@ -75,7 +74,7 @@ def incidents(args: argparse.Namespace) -> int:
 
 
 def incident(args: argparse.Namespace) -> int:
-    with contextlib.closing(read_db(target_db(args))) as conn:
+    with read_db(target_db(args)) as conn:
         row = conn.execute(f"SELECT {COLUMNS} FROM incidents WHERE id = ?", (args.id,)).fetchone()
         if row is None:
             print(f"aurora: no incident #{args.id}", file=sys.stderr)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..core.api import PlanRow
+from ..core.api import PLAN_STATUSES, PlanRow
 from ..core.model import to_jsonable
 from ..core.remote import RemoteEngine
 from .common import grade, on_engine, print_json, run_on, target_options
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     target_options(approvals_p)
     approvals_p.add_argument("--json", action="store_true")
     approvals_p.add_argument("--all", action="store_true", help="every plan, not only pending ones")
+    approvals_p.add_argument("--status", choices=PLAN_STATUSES, help="only plans with this status")
     approvals_p.add_argument("-n", "--limit", type=int, default=50)
     approvals_p.set_defaults(func=approvals)
 
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @on_engine
 async def approvals(engine: RemoteEngine, args: argparse.Namespace) -> int:
-    rows = await engine.list_plans(status=None if args.all else "pending", limit=args.limit)
+    rows = await engine.list_plans(status=args.status or (None if args.all else "pending"), limit=args.limit)
     if args.json:
         print_json([{k: plan[k] for k in PLAN_FIELDS} for plan in to_jsonable(rows)])
         return 0
@@ -59,7 +60,7 @@ async def approvals(engine: RemoteEngine, args: argparse.Namespace) -> int:
         print("no plans waiting for a decision")
         return 0
     for r in rows:
-        print(f"#{r.id}  {r.status:<9} {r.service:<14} {r.pattern:<22} risk {r.risk:<6} confidence {r.confidence}/10")
+        print(f"#{r.id}  {r.status:<10} {r.service:<14} {r.pattern:<22} risk {r.risk:<6} confidence {r.confidence}/10")
         print(f"      why: {r.summary[:110]}")
         for a in r.actions:
             print(f"      do:  {a['detail'][:110]}")

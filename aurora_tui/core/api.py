@@ -95,6 +95,13 @@ class IncidentRow:
         return self.resolved_at is None
 
 
+# Every status a plan can have, in the order a plan moves through them. "superseded": approved or
+# executing when the engine died, and judged again by the next engine as already done (see rejudge.py).
+PLAN_STATUSES = (
+    "pending", "approved", "executing", "executed", "verified", "failed", "rejected", "blocked", "expired", "escalated", "superseded",
+)
+
+
 @dataclass
 class PlanRow:
     id: int

@@ -28,6 +28,7 @@ from .config_checker import Checker, did_you_mean
 from .config_keys import ServiceFields, parse_document, resolve_path
 from .config_model import (
     MAX_CPU_PERCENT,
+    MAX_DURATION,
     NAME_PATTERN,
     Config,
     ConfigError,
@@ -270,7 +271,7 @@ def with_overrides(config: Config, *, db: Path | None = None, interval: float | 
         changes["db"] = resolve_path(db)
     if interval is not None:
         c = Checker()
-        v = c.number("interval (override)", interval, minimum=0.0, strict=True)
+        v = c.number("interval (override)", interval, minimum=0.0, strict=True, maximum=MAX_DURATION, unit="seconds")
         problems += c.problems
         changes["interval"] = v
     if problems:

@@ -63,8 +63,9 @@ class Checker:
                 self.add(f"{path}.{key}" if path else key, unknown_key_message(key, allowed))
 
     def number(self, key: str, value: Any, *, minimum: float | None = 0.0, strict: bool = True,
-               maximum: float | None = None) -> float | None:
-        """A finite int/float (not a bool).  ``strict``: must be > minimum, else >= minimum."""
+               maximum: float | None = None, unit: str = "") -> float | None:
+        """A finite int/float (not a bool).  ``strict``: must be > minimum, else >= minimum; at most
+        ``maximum`` (in ``unit``, which the message names)."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.add(key, f"must be a number, got {describe(value)}")
             return None
@@ -85,7 +86,8 @@ class Checker:
                 self.add(key, f"must be {bound}, got {value!r}")
                 return None
         if maximum is not None and number > maximum:
-            self.add(key, f"must be at most {maximum:g}, got {value!r}")
+            shown = "a huge integer" if isinstance(value, int) and abs(value) >= 10**30 else repr(value)
+            self.add(key, f"must be at most {maximum:g}{' ' + unit if unit else ''}, got {shown}")
             return None
         return number
 

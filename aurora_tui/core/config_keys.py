@@ -15,7 +15,9 @@ from typing import Any, Callable, Mapping
 
 from .config_checker import Checker, describe, unknown_key_message
 from .config_health import CHECK_KINDS, expect_status, health_host, http_headers, http_path, http_scheme, wire_text
-from .config_model import MAX_CPU_PERCENT, NAME_PATTERN, HealthCheck, Limits, PatternOverrides, Settings
+from .config_model import (
+    MAX_CPU_PERCENT, MAX_DURATION, MAX_RETENTION_HOURS, NAME_PATTERN, HealthCheck, Limits, PatternOverrides, Settings,
+)
 from .patterns import Pattern, load_patterns
 
 __all__ = [
@@ -148,13 +150,27 @@ def _is_dir(p: Path) -> bool:
 # --------------------------------------------------------------------------- parsers shared by several keys
 
 
-def _number(*, strict: bool = True, maximum: float | None = None) -> KeyParser:
+def _number(*, strict: bool = True, maximum: float | None = None, unit: str = "") -> KeyParser:
     """A parser for a number above zero (``strict``) or of zero or more, and at most ``maximum``."""
 
     def parse_number(value: Any, at: str, scope: Scope) -> float | None:
-        return scope.checker.number(at, value, minimum=0.0, strict=strict, maximum=maximum)
+        return scope.checker.number(at, value, minimum=0.0, strict=strict, maximum=maximum, unit=unit)
 
     return parse_number
+
+
+def _duration(*, strict: bool = True) -> KeyParser:
+    """A parser for a number of seconds, at most a day (see MAX_DURATION)."""
+    return _number(strict=strict, maximum=MAX_DURATION, unit="seconds")
+
+
+def _threshold_maximum(name: str) -> tuple[float | None, str]:
+    """The bound of a pattern threshold that is a duration (``window_s``, ``latency_ms``), by its name."""
+    if name.endswith("_s"):
+        return MAX_DURATION, "seconds"
+    if name.endswith("_ms"):
+        return MAX_DURATION * 1000, "ms"
+    return None, ""
 
 
 def _positive_integer(value: Any, at: str, scope: Scope) -> int | None:
@@ -203,7 +219,8 @@ def _thresholds(value: Any, at: str, pattern: Pattern, c: Checker) -> tuple[tupl
             c.add(f"{at}.{key}", unknown_key_message(key, known, "threshold"))
             ok = False
             continue
-        number = c.number(f"{at}.{key}", raw, minimum=0.0, strict=False)
+        maximum, unit = _threshold_maximum(key)
+        number = c.number(f"{at}.{key}", raw, minimum=0.0, strict=False, maximum=maximum, unit=unit)
         if number is None:
             ok = False
         else:
@@ -219,8 +236,8 @@ def _confidence(value: Any, at: str, scope: Scope) -> int | None:
 
 
 _SETTINGS_PARSERS: dict[str, KeyParser] = {
-    "interval": _number(),
-    "retention_hours": _number(),
+    "interval": _duration(),
+    "retention_hours": _number(maximum=MAX_RETENTION_HOURS, unit="hours"),
     "db": _path,
     "log_dir": _path,
     "auto_heal": _boolean,
@@ -301,7 +318,7 @@ _HEALTH_OPTION_PARSERS: dict[str, KeyParser] = {
     "expect_body": _for_kinds(_expect_body, "http"),
     "send": _for_kinds(_checked(wire_text), "tcp"),
     "expect": _for_kinds(_checked(wire_text), "tcp"),
-    "timeout": _number(),
+    "timeout": _duration(),
 }
 
 
@@ -512,9 +529,9 @@ _SERVICE_PARSERS: dict[str, KeyParser] = {
     "port": _port,
     "health": _health,
     "depends_on": _depends_on,
-    "start_grace": _number(strict=False),
-    "stop_timeout": _number(),
-    "restart_delay": _number(strict=False),
+    "start_grace": _duration(strict=False),
+    "stop_timeout": _duration(),
+    "restart_delay": _duration(strict=False),
     "limits": _limits,
     "pidfile": _monitor_only(_pidfile),
     "match": _monitor_only(_match),

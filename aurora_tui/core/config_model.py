@@ -13,6 +13,11 @@ import platformdirs
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 #: cpu_percent is per-process and may exceed 100 on multi-core machines (100 * cpu count).
 MAX_CPU_PERCENT = 6400.0
+#: Every duration and interval in a config is at most a day: beyond that a value is a typo (or an attack
+#: on the arithmetic: 1e308 seconds overflows every deadline computed from it), never a wish.
+MAX_DURATION = 86400.0
+#: Samples are kept at most a year.
+MAX_RETENTION_HOURS = 366 * 24.0
 
 # ((pattern_id, ((param, value), ...)), ...), sorted, so that the frozen dataclasses stay hashable.
 PatternOverrides = tuple[tuple[str, tuple[tuple[str, float], ...]], ...]

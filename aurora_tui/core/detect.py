@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from .config import HealthCheck, ServiceConfig
-from .model import EXEC_FAILED, TIMED_OUT, WRONG_ANSWER, WRONG_BODY, ExitInfo, HealthResult, HostSample, ServiceSample
+from .model import EXEC_FAILED, TIMED_OUT, WRONG_ANSWER, WRONG_BODY, ExitInfo, HealthResult, HostSample, ServiceSample, StorageProblem
 from .patterns import HOST
 
 MB = 1024 * 1024
@@ -88,6 +88,7 @@ class ServiceView:
 @dataclass
 class HostView:
     samples: Sequence[HostSample]
+    storage: Sequence[StorageProblem] = ()  # what Aurora cannot write right now (see detect_storage)
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -304,15 +305,20 @@ def _port_conflict(stale: bool) -> Callable[[ServiceView, Params, float], Findin
             return None
         port = view.samples[-1].port
         assert port is not None
-        if _port_holder_is_stale_copy(view, port.holder_cmdline) != stale:
+        # Another Aurora engine's service runs the same command line, yet it is nobody's stale copy: it
+        # is supervised, and killing it would only start a tug of war between the two engines.
+        if (port.holder_engine is None and _port_holder_is_stale_copy(view, port.holder_cmdline)) != stale:
             return None
-        kind = "a stale copy of the service" if stale else "a foreign process"
-        summary = f"port {port.port} of {view.name} is held by {kind}: pid {port.holder_pid} ({' '.join(port.holder_cmdline)[:120]})"
+        who = f"{'a stale copy of the service' if stale else 'a foreign process'}: pid {port.holder_pid} ({' '.join(port.holder_cmdline)[:120]})"
+        if port.holder_engine is not None:
+            who = f"pid {port.holder_pid}, {port.holder_owner}"
+        summary = f"port {port.port} of {view.name} is held by {who}"
         evidence = {
             "port": port.port,
             "holder_pid": port.holder_pid,
             "holder_cmdline": port.holder_cmdline,
             "holder_username": port.holder_username,
+            "holder_engine": port.holder_engine, "holder_service": port.holder_service,
             "service_state": view.state,
             "log_tail": list(view.log_tail)[-5:],
         }

@@ -95,12 +95,18 @@ class Engine(EngineAPI):
 
     async def _run(self) -> None:
         self._spawn(self._chat())  # warm the dispatcher while the fleet starts
-        await self.start_fleet()
-        for plan_id in self._resume:
-            # Approved before the last engine stopped, never finished: carried out now, after a re-check.
-            self.healer.start_approved(plan_id, None)
-        self._resume = []
-        await self.monitor.scan_loop()
+        # Scanning starts at once, alongside the start-up: a slow starter must not blind the engine.
+        scanning = asyncio.create_task(self.monitor.scan_loop(), name="scan-loop")
+        try:
+            await self.start_fleet()
+            # Approved or executing when the last engine died: judged again now that the fleet runs
+            # (superseded where this start already did it), never simply run a second time.
+            resume, self._resume = self._resume, []
+            await self.healer.resume(resume)
+            await scanning
+        finally:
+            scanning.cancel()
+            await asyncio.gather(scanning, return_exceptions=True)
 
     async def start_fleet(self) -> None:
         await self.fleet.start_all()
@@ -121,7 +127,8 @@ class Engine(EngineAPI):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.fleet.stop_all()
-        await self.bus.acknowledged(Event("engine_stopped", None, "engine stopped cleanly"))
+        # Never held up by the storage: what cannot be committed now is tried once more as the store closes.
+        await self.bus.acknowledged(Event("engine_stopped", None, "engine stopped cleanly"), ack=False)
         await self.records.end_run()
         self.bus.close()
         await self._release()
@@ -164,22 +171,27 @@ class Engine(EngineAPI):
             engine_pid=os.getpid(),
             db=str(self.db_path),
             config_source=self.config.source,
+            storage=self.monitor.storage_problems(),
         )
 
     async def restart(self, service: str, requested_by: str = "operator") -> ActionResult:
+        self.records.refuse_decisions()
         return await self._operator_action("restart", service, requested_by)
 
     async def stop_service(self, service: str, requested_by: str = "operator") -> ActionResult:
+        self.records.refuse_decisions()
         return await self._operator_action("stop", service, requested_by)
 
     async def start_service(self, service: str, requested_by: str = "operator") -> ActionResult:
+        self.records.refuse_decisions()
         runner = self.fleet.managed(service)
         if runner.alive:
             raise ValueError(f"{service} is already running (pid {runner.pid})")
         return await self._operator_action("start", service, requested_by)
 
     async def _operator_action(self, kind: str, service: str, by: str) -> ActionResult:
-        """A restart, stop or start asked for by a person: recorded, judged by the guardians, done."""
+        """A restart, stop or start asked for by a person: recorded, judged by the guardians, done; and
+        refused (StorageUnavailable) without anything done when it cannot be recorded."""
         self.fleet.managed(service)
         await self.bus.acknowledged(Event(kind, service, f"{service} {kind} requested by {by}", {"by": by}))
         await self.healer.run_manual(kind, service, by)
@@ -209,7 +221,8 @@ class Engine(EngineAPI):
             if status != 200:
                 raise ValueError(f"{service} refused fault {fault!r}: HTTP {status} {body.strip()[:300]}")
             result = ChaosResult(fault, service, runner.pid, json.loads(body or "{}"))
-        await self.bus.acknowledged(Event("chaos", service, f"chaos: {fault} caused in {service}", _chaos_data(result)))
+        # The fault is caused already: its record is not a decision to refuse.
+        await self.bus.acknowledged(Event("chaos", service, f"chaos: {fault} caused in {service}", _chaos_data(result)), ack=False)
         return result
 
     async def logs(self, service: str, lines: int = 50) -> list[str]:
@@ -235,11 +248,13 @@ class Engine(EngineAPI):
         return await self.records.incident(incident_id)
 
     async def acknowledge(self, incident_id: int, by: str = "operator") -> IncidentRow:
+        self.records.refuse_decisions()
         await self.records.incidents.acknowledge(int(incident_id), by)
         self.bus.emit(Event("incident_acknowledged", None, f"incident #{incident_id} acknowledged by {by}", {"incident": int(incident_id)}))
         return await self.incident(incident_id)
 
     async def silence(self, service: str, duration_s: float, reason: str = "", by: str = "operator") -> SilenceRow:
+        self.records.refuse_decisions()
         if service != HOST:
             self.fleet.service_config(service)
         duration = float(duration_s)
@@ -253,6 +268,7 @@ class Engine(EngineAPI):
         return SilenceRow(service, until, silence.reason)
 
     async def unsilence(self, service: str, by: str = "operator") -> UnsilenceResult:
+        self.records.refuse_decisions()
         removed = await self.records.incidents.unsilence(service)
         if removed:
             await self.bus.acknowledged(Event("unsilenced", service if service != HOST else None, f"{service} silence lifted by {by}"))
@@ -271,12 +287,15 @@ class Engine(EngineAPI):
         return await self.records.plan(plan_id)
 
     async def approve(self, plan_id: int, grade: int | None = None, comment: str = "", by: str = "operator") -> PlanRow:
+        self.records.refuse_decisions()
         return await self.healer.approve(plan_id, grade=grade, comment=comment, by=by)
 
     async def reject(self, plan_id: int, reason: str, by: str = "operator") -> PlanRow:
+        self.records.refuse_decisions()
         return await self.healer.reject(plan_id, reason=reason, by=by)
 
     async def grade(self, plan_id: int, grade: int, by: str = "operator") -> PlanRow:
+        self.records.refuse_decisions()
         return await self.healer.grade(plan_id, grade=grade, by=by)
 
     async def learning(self) -> list[BeliefRow]:

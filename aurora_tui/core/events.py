@@ -58,12 +58,14 @@ class EventBus:
         if self._records is not None:
             self._records.background(self._records.add_event(event))
 
-    async def acknowledged(self, event: Event) -> None:
-        """Publish, log, and return only once the event is committed to the database."""
+    async def acknowledged(self, event: Event, ack: bool = True) -> None:
+        """Publish, log, and return only once the event is committed to the database. With ``ack`` (an
+        operator's request) a commit the storage refuses raises StorageUnavailable after a deadline;
+        without (the healer's own events) it stops waiting at once and the event stays queued."""
         self.publish(event)
         _log_event(event)
         if self._records is not None:
-            await self._records.add_event(event)
+            await self._records.write_event(event, ack=ack)
 
     def close(self) -> None:
         for queue in list(self._subscribers):

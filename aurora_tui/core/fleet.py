@@ -9,9 +9,7 @@ that a service went down or became ready, through two callbacks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import time
 from collections import deque
@@ -20,7 +18,7 @@ from typing import Any, Callable
 
 import psutil
 
-from . import restart_policy
+from . import reclaim, restart_policy
 from .config import Config, ServiceConfig
 from .events import EventBus
 from .model import Event, ExitInfo, HealthResult, ProcessIdentity, ServiceState, to_jsonable
@@ -28,7 +26,7 @@ from .patterns import HOST
 from .health import health_check
 from .lineage import Lineage
 from .records import Records
-from .supervisor import ServiceRunner, signal_group
+from .supervisor import KILL_WAIT, ServiceRunner
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +75,9 @@ class Fleet:
         self.on_ready: ServiceCallback = _ignore
         self.lineage = Lineage(Path(config.settings.db))
         self.active = False  # False before the fleet starts and once it is closing: exits are then expected
+        # Services the first start-up has not tried yet (waiting for their dependencies): nothing is
+        # wrong with them, so nothing is detected about them.
+        self.not_started: set[str] = set()
 
     def create_runners(self) -> None:
         for svc in self.config.services:
@@ -111,12 +112,26 @@ class Fleet:
     # --- the whole fleet ----------------------------------------------------------------------------
 
     async def start_all(self) -> None:
+        """Start every managed service as soon as its own dependencies answer (or their start grace
+        runs out), so dependants never start against a dependency that is not up, and one slow
+        starter holds up only what depends on it."""
         self.active = True
-        for level in self.config.start_levels():
-            names = [n for n in level if n in self.runners]
-            # Services of one level start together; the next level waits until they answer (or their
-            # start grace runs out), so dependants do not start against a dependency that is not up.
-            await asyncio.gather(*(self.start_and_wait(n) for n in names))
+        level = {name: i for i, names in enumerate(self.config.start_levels()) for name in names}
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        async def start_after_dependencies(name: str) -> None:
+            # Only dependencies of an earlier level: a cycle in a hand-built config must not deadlock.
+            waits = [tasks[d] for d in self.config.service(name).depends_on if d in tasks and level[d] < level[name]]
+            if waits:
+                await asyncio.wait(waits)  # not gather: a dependant cancelled must not cancel its dependency
+            self.not_started.discard(name)
+            if not self.runners[name].alive:  # an operator may have started it meanwhile
+                await self.start_and_wait(name)
+
+        self.not_started = {name for name in level if name in self.runners}
+        for name in sorted(self.not_started, key=lambda n: level[n]):
+            tasks[name] = asyncio.create_task(start_after_dependencies(name), name=f"start-{name}")
+        await asyncio.gather(*tasks.values())
 
     async def stop_all(self) -> None:
         """Dependants first. Exits from here on are expected and nobody heals them."""
@@ -126,30 +141,22 @@ class Fleet:
             await asyncio.gather(*(self.runners[n].stop() for n in level if n in self.runners), return_exceptions=True)
 
     async def stop_stale_processes(self) -> None:
-        """Stop what an engine that died without cleaning up left running, identity permitting."""
-        for row_id, service, identity in await self.records.unended_processes():
-            pid = identity.pid
-            alive = False
-            try:
-                proc = psutil.Process(pid)
-                alive = abs(proc.create_time() - identity.create_time) < 0.05 and tuple(proc.cmdline()) == identity.cmdline and pid != os.getpid()
-            except psutil.Error:
-                pass
-            if alive:
-                signal_group(pid, signal.SIGTERM)
-                signal_group(pid, signal.SIGCONT)
-                with contextlib.suppress(psutil.Error):
-                    await asyncio.to_thread(_wait_gone, pid, STALE_STOP_WAIT)
-                signal_group(pid, signal.SIGKILL)
-                await self.bus.acknowledged(Event(
-                    "stale_stopped", service, f"stopped pid {pid} of {service} left by an engine that did not shut down cleanly", {"pid": pid}
-                ))
+        """Stop everything an engine that died without cleaning up left running (see :mod:`.reclaim`),
+        say exactly what, and close the records of the processes it never saw end."""
+        rows = await self.records.unended_processes()
+        recorded = [(service, identity) for _, service, identity in rows]
+        leftovers = await asyncio.to_thread(lambda: reclaim.stop(reclaim.find(recorded, self.lineage), self.lineage, STALE_STOP_WAIT))
+        for service, stopped in reclaim.report(leftovers).items():
+            leaders = [x.pid for x in stopped if x.role == "leader"]
+            what = ", ".join(x.describe() for x in stopped)
+            count = f"{len(stopped)} process{'es' if len(stopped) != 1 else ''}"
+            message = f"stopped {count} of {service} left by an engine that did not shut down cleanly: {what}"
+            await self.bus.acknowledged(Event("stale_stopped", service if service in self.health else None, message, {
+                "pid": leaders[0] if leaders else None, "pids": [x.pid for x in stopped],
+                "commands": [list(x.cmdline) for x in stopped], "ended_by": [x.ended_by or "still running" for x in stopped],
+            }))
+        for row_id, _, _ in rows:
             await self.records.process_gone(row_id)
-        # Descendants that left the leader's process group (double-forked daemons, setpgid workers).
-        for service, pids in (await asyncio.to_thread(self.lineage.stop_leftovers, STALE_STOP_WAIT)).items():
-            await self.bus.acknowledged(Event(
-                "stale_stopped", service, f"stopped {len(pids)} descendants of {service} left by an engine that did not shut down cleanly", {"pids": pids}
-            ))
 
     # --- starting and exits -------------------------------------------------------------------------
 
@@ -157,6 +164,8 @@ class Fleet:
         runner = self.runners[name]
         self.health[name] = None
         self.next_try.pop(name, None)
+        # A leader that just exited is collected first: a new one must not inherit its exit.
+        await runner.reaped(KILL_WAIT)
         await runner.clear_descendants()
         if not runner.spawn():
             self.bus.emit(Event("spawn_failed", name, runner.spawn_error or f"{name} could not be started"))
@@ -174,11 +183,19 @@ class Fleet:
         await self._wait_ready(runner)
 
     async def _settled_identity(self, runner: ServiceRunner) -> ProcessIdentity:
-        """The leader's identity once its command line can be read (see ServiceRunner.read_identity)."""
+        """The leader's identity once it has exec'd (see ServiceRunner.read_identity). One that has not
+        within IDENTITY_WAIT is recorded without a command line or executable: its pid and exact start
+        time, which exec does not change, still name it, where a command line read too early would
+        name the engine's own python."""
         deadline = time.monotonic() + IDENTITY_WAIT
-        while not runner.read_identity() and runner.alive and time.monotonic() < deadline:
+        settled = runner.read_identity()
+        while not settled and runner.alive and time.monotonic() < deadline:
             await asyncio.sleep(IDENTITY_POLL)
+            settled = runner.read_identity()
         assert runner.identity is not None  # set by a successful spawn
+        if not settled and runner.alive:
+            log.warning("%s: pid %d has not finished exec after %.1fs; recording it by pid and start time only",
+                        runner.name, runner.identity.pid, IDENTITY_WAIT)
         return runner.identity
 
     async def _wait_ready(self, runner: ServiceRunner) -> None:
@@ -331,6 +348,11 @@ class Fleet:
         self.throttled[name] = until
         return f"{name}'s health probes throttled to one scan in {THROTTLE_EVERY} for {THROTTLE_FOR / 60:.0f} min"
 
+    def retry_logs(self) -> None:
+        """Try the logs that could not be written again (each when its retry is due)."""
+        for runner in self.runners.values():
+            runner.sink.retry()
+
     def rotate_logs(self) -> str:
         for runner in self.runners.values():
             runner.sink.rotate_now()
@@ -363,6 +385,3 @@ def _zombie_children(pid: Any) -> int:
     except psutil.Error:
         return 0
 
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    psutil.Process(pid).wait(timeout)

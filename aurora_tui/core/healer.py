@@ -16,7 +16,8 @@ import time
 from collections import deque
 from typing import Any, AsyncIterator, Protocol
 
-from .actuators import ActionContext, IdentityMismatch, execute, identify
+from . import rejudge
+from .actuators import ActionContext, IdentityMismatch, check_identity, execute, identify
 from .api import PlanRow
 from .config import Config
 from .diagnose import Diagnosis
@@ -100,6 +101,40 @@ class Healer:
         self.pending = {plan_id: 0.0 for plan_id in pending}
         return resume
 
+    async def resume(self, plan_ids: list[int]) -> None:
+        """Plans approved or executing when the last engine died (automatic ones and operators' alike),
+        judged again against what is there now instead of run again (see :mod:`.rejudge`). Called once
+        the fleet has started, so that start counts as the restart it is."""
+        for plan_id in plan_ids:
+            try:
+                await self._resume_one(plan_id)
+            except Exception:  # one plan that cannot be judged again must not stop the engine
+                log.exception("plan #%d, interrupted by the last engine's end, could not be judged again", plan_id)
+
+    async def _resume_one(self, plan_id: int) -> None:
+        row = await self.plan(plan_id)
+        plan = _plan_of(row)
+        since = row.decided_at or row.created_at
+        why = rejudge.moot(plan.actions, await self._now(plan, since))
+        if all(why):
+            log.info("plan #%d (%s on %s) superseded: %s", plan_id, plan.fix, plan.service, rejudge.summary(why))
+            await self._finish(plan_id, plan, "superseded", rejudge.summary(why), learn=False)
+            return
+        skip = {i: w for i, w in enumerate(why) if w}
+        log.info("plan #%d (%s on %s), interrupted by the last engine's end, carried out%s", plan_id, plan.fix, plan.service,
+                 f" without what is done already ({rejudge.summary(why)})" if skip else "")
+        self.start_approved(plan_id, None if row.decided_by in (None, "guardians") else row.decided_by, skip)
+
+    async def _now(self, plan: FixPlan, since: float) -> rejudge.Now:
+        runner = self.fleet.runners.get(plan.service)
+        running = runner is not None and runner.alive
+        starts = await self.records.processes(plan.service, since) if plan.service != HOST else []
+        gone = await asyncio.to_thread(lambda: tuple(_gone(a.target) for a in plan.actions))
+        return rejudge.Now(
+            plan.service, since, tuple((ts, i.pid) for ts, i in starts), runner.pid if running and runner else None,
+            runner.started_at if running and runner else None, gone,
+        )
+
     async def after_detect(self, changes: list[Change], diagnoses: list[Diagnosis]) -> None:
         """What a detection pass found: resolved incidents release their waiting plans, the rest get plans."""
         for change in changes:
@@ -150,7 +185,7 @@ class Healer:
         """A plan held back for a passing reason (a start grace, confidence still building) is judged
         again as the evidence grows; if the guardians now let it run, it runs, superseding the old one."""
         now = time.time()
-        if now - self.pending.get(plan_id, 0.0) < REJUDGE_EVERY:
+        if plan_id in self._deciding or now - self.pending.get(plan_id, 0.0) < REJUDGE_EVERY:
             return
         self.pending[plan_id] = now
         owned = self.observer.owned_pids()
@@ -163,7 +198,7 @@ class Healer:
             outcome="superseded: judged again, the guardians let it run",
         )
         self.pending.pop(plan_id, None)
-        if changed:
+        if changed or changed is None:  # None: the storage refuses commits; the plan was ours to supersede
             await self.propose(d, incident_id)
 
     async def propose(self, d: Diagnosis, incident_id: int) -> int | None:
@@ -288,7 +323,7 @@ class Healer:
         plan_id = self.planned.get(incident_id)
         if not plan_id:
             return
-        self.pending.pop(plan_id, None)
+        was_pending = self.pending.pop(plan_id, None) is not None
         changed = await self.records.set_plan(
             plan_id, only_if_status="pending", status="expired", finished_at=time.time(),
             outcome="the incident cleared before a decision",
@@ -296,6 +331,8 @@ class Healer:
         if changed:
             row = await self.plan(plan_id)
             await self._emit("plan_finished", row.service, f"plan #{plan_id} expired: the incident cleared before a decision", plan_id)
+        elif changed is None and was_pending:  # the storage refuses commits: the row cannot be read back
+            log.info("plan #%d expired: the incident cleared before a decision", plan_id)
 
     # --- operator decisions ------------------------------------------------------------------------------
 
@@ -324,10 +361,12 @@ class Healer:
             if row is None:
                 return await self.plan(plan_id)
             now = time.time()
+            # On disk before anything acts on it; a decision that cannot be committed is refused.
+            if not await self.records.set_plan(
+                plan_id, only_if_status="pending", ack=True, status="approved", decided_at=now, decided_by=by, grade=grade, comment=comment,
+            ):
+                return await self.plan(plan_id)
             self.pending.pop(plan_id, None)
-            await self.records.set_plan(
-                plan_id, only_if_status="pending", status="approved", decided_at=now, decided_by=by, grade=grade, comment=comment,
-            )
             if row.incident_id:
                 await self._timeline_now(row.incident_id, now, "approved", f"plan #{plan_id} approved by {by}" + (f": {comment}" if comment else ""), plan_id)
             if grade is not None:
@@ -344,8 +383,9 @@ class Healer:
             if row is None:
                 return await self.plan(plan_id)
             now = time.time()
+            if not await self.records.set_plan(plan_id, only_if_status="pending", ack=True, status="rejected", decided_at=now, decided_by=by, reason=reason):
+                return await self.plan(plan_id)
             self.pending.pop(plan_id, None)
-            await self.records.set_plan(plan_id, only_if_status="pending", status="rejected", decided_at=now, decided_by=by, reason=reason)
             await self.learning.record(row.pattern, row.fix, "rejected")
             if row.incident_id:
                 await self._timeline_now(row.incident_id, now, "rejected", f"plan #{plan_id} rejected by {by}: {reason}", plan_id)
@@ -358,20 +398,18 @@ class Healer:
         row = await self.plan(plan_id)
         if row.status in ("pending",):
             raise ValueError(f"plan #{plan_id} is still pending: approve it with a grade, or grade it once decided")
-        await self.records.set_plan(plan_id, grade=int(grade))
+        await self.records.set_plan(plan_id, ack=True, grade=int(grade))
         await self.learning.record(row.pattern, row.fix, "graded", int(grade))
         await self._emit("plan_graded", row.service, f"plan #{plan_id} graded {grade}/10 by {by}", int(plan_id))
         return await self.plan(plan_id)
 
-    def start_approved(self, plan_id: int, by: str | None) -> None:
-        task = asyncio.create_task(self._run_approved(plan_id, by), name=f"plan-{plan_id}")
+    def start_approved(self, plan_id: int, by: str | None, skip: dict[int, str] | None = None) -> None:
+        task = asyncio.create_task(self._run_approved(plan_id, by, skip), name=f"plan-{plan_id}")
         self.tasks[plan_id] = task
         task.add_done_callback(lambda t, p=plan_id: self.tasks.pop(p, None))
 
-    async def _run_approved(self, plan_id: int, by: str | None) -> None:
-        row = await self.plan(plan_id)
-        plan = FixPlan(row.service, row.pattern, row.incident_id, [Action.from_dict(a) for a in row.actions],
-                       row.confidence, row.summary, row.evidence, row.evidence_at)
+    async def _run_approved(self, plan_id: int, by: str | None, skip: dict[int, str] | None = None) -> None:
+        plan = _plan_of(await self.plan(plan_id))
         # The evidence may be old by now: look again before acting on it.
         if plan.service != HOST:
             await self.observer.probe_service(plan.service)
@@ -380,11 +418,11 @@ class Healer:
             status = "expired" if any("no longer open" in r for r in judgement.reasons) else "blocked"
             await self._finish(plan_id, plan, status, "; ".join(judgement.reasons), learn=False)
             return
-        await self._execute(plan_id, plan, approved_by=by)
+        await self._execute(plan_id, plan, approved_by=by, skip=skip)
 
     async def run_manual(self, kind: str, service: str, by: str) -> str:
-        """An operator's restart, stop or start: judged by the same guardians, recorded as a plan."""
-        self.cancel_service(service)
+        """An operator's restart, stop or start: judged by the same guardians, recorded as a plan, and
+        done only once that plan is committed (else StorageUnavailable, and nothing is done)."""
         runner = self.fleet.runners.get(service)
         owned = self.observer.owned_pids()
         leader = identify(runner.pid, "service", owned) if runner is not None and runner.alive and runner.pid else None
@@ -393,9 +431,10 @@ class Healer:
         judgement = judge(plan, self._context(plan, human=True, owned=owned))
         status = "executing" if judgement.decision == "run" else "blocked"
         now = time.time()
-        plan_id = await self._insert_plan(plan, judgement, status, by, now)
+        plan_id = await self._insert_plan(plan, judgement, status, by, now, ack=True)
         if status == "blocked":
             raise ValueError(f"the guardians refused to {kind} {service}: {'; '.join(judgement.reasons)}")
+        self.cancel_service(service)
         self.busy[service] = plan_id
         try:
             await self.records.set_plan(plan_id, executed_at=now)
@@ -414,7 +453,10 @@ class Healer:
         self.tasks[plan_id] = task
         task.add_done_callback(lambda t, p=plan_id: self.tasks.pop(p, None))
 
-    async def _execute(self, plan_id: int, plan: FixPlan, approved_by: str | None, delay: float = 0.0) -> None:
+    async def _execute(self, plan_id: int, plan: FixPlan, approved_by: str | None, delay: float = 0.0,
+                       skip: dict[int, str] | None = None) -> None:
+        """Run the plan's actions in order (those in ``skip`` are done already: noted, not run), verify
+        and learn."""
         service = plan.service
         self.busy[service] = plan_id
         try:
@@ -425,7 +467,11 @@ class Healer:
             incidents = self.incidents
             if plan.incident_id:
                 await incidents.set_status(plan.incident_id, "healing")
-            for action in plan.actions:
+            for index, action in enumerate(plan.actions):
+                if skip and index in skip:
+                    if plan.incident_id:
+                        incidents.timeline(plan.incident_id, time.time(), "skipped", f"{action.kind} not run again: {skip[index]}", {"plan": plan_id})
+                    continue
                 try:
                     result = await execute(self._actions, action, plan)
                 except (IdentityMismatch, RuntimeError, ValueError, KeyError, OSError) as exc:
@@ -439,6 +485,11 @@ class Healer:
             kinds = {a.kind for a in plan.actions}
             if kinds <= NO_VERIFY:
                 await self._finish(plan_id, plan, "escalated" if "notify" in kinds else "executed", "done; nothing to verify", learn=False)
+                return
+            if plan.pattern == "manual":
+                # An operator's action resumed after a crash ends as run_manual ends it: done, not verified
+                # (a stop that worked leaves the service down on purpose).
+                await self._finish(plan_id, plan, "executed", "done, as the operator asked", learn=False)
                 return
             ok, detail = await self._verify(plan)
             await self._finish(plan_id, plan, "verified" if ok else "failed", detail)
@@ -468,6 +519,9 @@ class Healer:
             elif status in ("failed", "escalated", "blocked") and plan.incident_id in open_ids:
                 await incidents.set_status(plan.incident_id, "escalated")
             elif status == "expired" and plan.incident_id in open_ids:
+                await incidents.set_status(plan.incident_id, "open")
+            elif status == "superseded" and plan.incident_id in open_ids:
+                self.retry.add(plan.incident_id)  # what is wrong now, if anything, gets a plan of its own
                 await incidents.set_status(plan.incident_id, "open")
         # Written last: whoever sees the plan finished also sees its incident's timeline and status.
         await self.records.set_plan(plan_id, status=status, finished_at=now, outcome=outcome)
@@ -544,19 +598,20 @@ class Healer:
             self.escalated.add(incident_id)
             await self.incidents.set_status(incident_id, "escalated")
             await self._timeline_now(incident_id, time.time(), "escalated", f"escalated to the operator: {message}", None, {"log_tail": tail})
-        await self.bus.acknowledged(Event("escalated", None if service == HOST else service, message, {"log_tail": tail, "pattern": pattern}))
+        await self.bus.acknowledged(Event("escalated", None if service == HOST else service, message, {"log_tail": tail, "pattern": pattern}), ack=False)
 
     # --- records -----------------------------------------------------------------------------------------
 
-    async def _insert_plan(self, plan: FixPlan, judgement: Judgement, status: str, decided_by: str | None, now: float) -> int:
-        """A plan with its judgement, committed before anything acts on it. Pending plans have no decider yet."""
+    async def _insert_plan(self, plan: FixPlan, judgement: Judgement, status: str, decided_by: str | None, now: float, ack: bool = False) -> int:
+        """A plan with its judgement, committed before anything acts on it (an operator's must be; the
+        healer's is queued when the storage refuses, so healing goes on). Pending plans have no decider yet."""
         return await self.records.insert_plan({
             "incident_id": plan.incident_id, "service": plan.service, "pattern": plan.pattern, "fix": plan.fix,
             "actions_json": dumps([a.to_dict() for a in plan.actions]), "confidence": plan.confidence, "risk": plan.risk,
             "verdicts_json": dumps([v.to_dict() for v in judgement.verdicts]), "decision": judgement.decision, "status": status,
             "summary": plan.summary, "evidence_json": dumps(plan.evidence), "evidence_at": plan.evidence_at, "created_at": now,
             "decided_at": now if decided_by else None, "decided_by": decided_by, "reason": "; ".join(judgement.reasons),
-        })
+        }, ack=ack)
 
     def recent_automatic(self, service: str | None, since: float) -> int:
         return sum(1 for ts, svc in self._automatic if ts >= since and (service is None or svc == service))
@@ -572,7 +627,8 @@ class Healer:
         await self.records.add_timeline(incident_id, ts, kind, message, (data or {}) | ({"plan": plan_id} if plan_id else {}))
 
     async def _emit(self, kind: str, service: str, message: str, plan_id: int) -> None:
-        await self.bus.acknowledged(Event(kind, None if service == HOST else service, message, {"plan": plan_id}))
+        # Committed before going on while the storage works; never waited for when it does not.
+        await self.bus.acknowledged(Event(kind, None if service == HOST else service, message, {"plan": plan_id}), ack=False)
 
     def stats(self) -> dict[str, Any]:
         return {"busy": dict(self.busy), "planned": len(self.planned)}
@@ -581,3 +637,19 @@ class Healer:
 def _check_grade(grade: Any) -> None:
     if isinstance(grade, bool) or not isinstance(grade, int) or not 1 <= grade <= 10:
         raise ValueError(f"a grade is a whole number from 1 to 10, got {grade!r}")
+
+
+def _plan_of(row: PlanRow) -> FixPlan:
+    return FixPlan(row.service, row.pattern, row.incident_id, [Action.from_dict(a) for a in row.actions],
+                   row.confidence, row.summary, row.evidence, row.evidence_at)
+
+
+def _gone(target: ProcessTarget | None) -> str | None:
+    """Why ``target`` is no longer the process a plan aimed at (None: it still is, or there is none)."""
+    if target is None:
+        return None
+    try:
+        check_identity(target)
+    except IdentityMismatch as exc:
+        return str(exc)
+    return None

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from .api import IncidentRow
 from .diagnose import Diagnosis
 from .patterns import load_patterns
-from .store import Store, dumps
+from .store import StorageUnavailable, Store, dumps
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ class IncidentBook:
         self.store = store
         self.open: dict[tuple[str, str], OpenIncident] = {}
         self.silences: dict[str, Silence] = {}
+        # Incident ids are given here, not by SQLite: an incident opens (and is healed) even while the
+        # storage refuses its commit; its row lands with that id once it can.
+        self._last_id = 0
 
     async def load(self) -> None:
         rows = await self.store.fetch(
@@ -78,6 +81,8 @@ class IncidentBook:
         now = time.time()
         rows = await self.store.fetch("SELECT id, service, until, reason FROM silences WHERE until > ? ORDER BY until", (now,))
         self.silences = {r["service"]: Silence(r["id"], r["service"], r["until"], r["reason"]) for r in rows}
+        row = await self.store.fetch_one("SELECT coalesce(max(id), 0) AS n FROM incidents")
+        self._last_id = int(row["n"]) if row else 0
 
     # --- the pass ---------------------------------------------------------------------------------------
 
@@ -132,12 +137,14 @@ class IncidentBook:
     async def _open(self, d: Diagnosis, now: float) -> Change:
         caused_by = self._cause_of(d)
         detect_seconds = max(0.0, now - d.onset)
-        incident_id = await self.store.write(
-            "INSERT INTO incidents(service, pattern, status, severity, confidence, summary, evidence_json, onset_at, opened_at, last_seen, detect_seconds, caused_by) "
-            "VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (d.service, d.pattern, d.severity, d.confidence, d.cause, dumps(d.evidence), d.onset, now, now, detect_seconds, caused_by),
+        self._last_id += 1
+        incident_id = self._last_id
+        # On disk before anyone is told, while the storage works; queued (and told all the same) when not.
+        await self.store.write(
+            "INSERT INTO incidents(id, service, pattern, status, severity, confidence, summary, evidence_json, onset_at, opened_at, last_seen, detect_seconds, caused_by) "
+            "VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (incident_id, d.service, d.pattern, d.severity, d.confidence, d.cause, dumps(d.evidence), d.onset, now, now, detect_seconds, caused_by),
         )
-        assert incident_id is not None
         self.open[(d.service, d.pattern)] = OpenIncident(incident_id, d.service, d.pattern, "open", now, d.confidence)
         self.timeline(incident_id, d.onset, "detected", f"first evidence of {d.title.lower()}", {"onset": d.onset})
         self.timeline(
@@ -167,11 +174,11 @@ class IncidentBook:
         if incident is None:
             raise KeyError(f"incident #{incident_id} is not open")
         del self.open[(incident.service, incident.pattern)]
-        self.store.submit(
+        self._background(
             "UPDATE incidents SET status = 'resolved', resolved_at = ?, recover_seconds = ? - onset_at WHERE id = ?",
             (now, now, incident_id),
         )
-        await self.store.submit(
+        await self.store.write(
             "INSERT INTO incident_events(incident_id, ts, kind, message, data_json) VALUES (?, ?, ?, ?, ?)",
             (incident_id, now, "resolved", f"resolved: {reason}", dumps({"by": by})),
         )
@@ -189,28 +196,29 @@ class IncidentBook:
         incident = next((i for i in self.open.values() if i.id == incident_id), None)
         if incident is None:
             raise KeyError(f"incident #{incident_id} is not open")
+        # An operator's decision is on disk, timeline included, before it is confirmed (or it is refused).
+        await self.store.write("UPDATE incidents SET status = 'acknowledged', acknowledged_by = ? WHERE id = ?", (by, incident_id), ack=True)
         incident.status = "acknowledged"
-        # An operator's decision is on disk, timeline included, before it is confirmed.
-        self.store.submit("UPDATE incidents SET status = 'acknowledged', acknowledged_by = ? WHERE id = ?", (by, incident_id))
-        await self.store.submit(
+        await self.store.write(
             "INSERT INTO incident_events(incident_id, ts, kind, message, data_json) VALUES (?, ?, ?, ?, ?)",
-            (incident_id, time.time(), "acknowledged", f"acknowledged by {by}", dumps({"by": by})),
+            (incident_id, time.time(), "acknowledged", f"acknowledged by {by}", dumps({"by": by})), ack=True,
         )
 
     async def silence(self, service: str, until: float, reason: str, by: str) -> Silence:
         silence_id = await self.store.write(
             "INSERT INTO silences(service, until, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
-            (service, until, reason, time.time(), by),
+            (service, until, reason, time.time(), by), ack=True,
         )
         assert silence_id is not None
         self.silences[service] = Silence(silence_id, service, until, reason)
         return self.silences[service]
 
     async def unsilence(self, service: str) -> bool:
-        silence = self.silences.pop(service, None)
+        silence = self.silences.get(service)
         if silence is None:
             return False
-        await self.store.write("UPDATE silences SET until = ? WHERE id = ?", (time.time(), silence.id))
+        await self.store.write("UPDATE silences SET until = ? WHERE id = ?", (time.time(), silence.id), ack=True)
+        self.silences.pop(service, None)
         return True
 
     def _silence_for(self, service: str, now: float) -> Silence | None:
@@ -231,7 +239,8 @@ class IncidentBook:
 
 
 def _report(future: Any) -> None:
-    if not future.cancelled() and future.exception() is not None:
+    # A write dropped because the storage refused it for long is counted by the store, not told one by one.
+    if not future.cancelled() and future.exception() is not None and not isinstance(future.exception(), StorageUnavailable):
         log.error("incident write failed: %r", future.exception())
 
 

@@ -10,9 +10,10 @@ process-group signals the supervisor sends. Two ways to keep hold of them, best 
   after ``kill -9`` of the old one finds the groups it left and empties them.
 * **otherwise**, the engine becomes a child subreaper (``PR_SET_CHILD_SUBREAPER``): a daemon that
   double-forks re-parents to the engine instead of PID 1, so it stays a descendant. Every service is
-  spawned with an environment tag that its descendants inherit; the tag names the engine's database
-  and the service, so a later engine recognises them too. Adopted children are reaped by pid (never
-  ``waitpid(-1)``, which would steal a leader's exit status from its supervisor).
+  spawned with an environment tag that its descendants inherit; the tag names the engine's lineage
+  and the service (a second variable carries the database's path), so a later engine recognises them
+  too, and an engine on another database can say whose they are. Adopted children are reaped by pid
+  (never ``waitpid(-1)``, which would steal a leader's exit status from its supervisor).
 
 ``AURORA_NO_CGROUP=1`` forces the second way (tests use it to cover both on one machine).
 """
@@ -23,18 +24,23 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import psutil
 
+from . import procfs
 from .probes import _alive
 
 log = logging.getLogger(__name__)
 
 TAG_VAR = "AURORA_LINEAGE"
+# The database path itself: the tag holds only a hash of it, which names no file to an operator.
+DB_VAR = "AURORA_LINEAGE_DB"
 PR_SET_CHILD_SUBREAPER = 36
 GONE_POLL = 0.02
 RMDIR_WAIT = 1.0
@@ -111,7 +117,7 @@ class Descendants:
 
     @property
     def env(self) -> dict[str, str]:
-        return {TAG_VAR: self.tag}
+        return {TAG_VAR: self.tag, DB_VAR: self.lineage.db}
 
     def preexec(self) -> Callable[[], None] | None:
         """Run in the forked child before exec: join the service's cgroup, so nothing it forks escapes."""
@@ -210,6 +216,7 @@ class Lineage:
 
     def __init__(self, db_path: Path) -> None:
         self.key = engine_key(db_path)
+        self.db = str(Path(db_path).resolve())
         self.group: Path | None = None
         base = None if os.environ.get("AURORA_NO_CGROUP") == "1" else cgroup2_base()
         # The groups themselves are made at the first spawn (see Descendants.preexec): an engine that
@@ -241,36 +248,28 @@ class Lineage:
             self.adopted.discard(pid)
 
     def leftovers(self) -> dict[str, list[int]]:
-        """What an earlier engine on this database left running, by service (its own children excluded)."""
-        found: dict[str, list[int]] = {}
-        names = {p.name for p in _subgroups(self.group)} if self.group is not None else set()
-        if self.group is None:
-            uid, prefix = os.getuid(), self.key + "/"
-            for proc in psutil.process_iter():
-                try:
-                    tag = proc.environ().get(TAG_VAR, "") if proc.uids().real == uid else ""
-                except (psutil.Error, OSError):
-                    continue
-                if tag.startswith(prefix):
-                    names.add(tag[len(prefix):])
-        for name in names:
-            pids = self.service(name).members()
-            if pids:
-                found[name] = pids
-        return found
+        """What an earlier engine on this database left running, by service (its own children excluded):
+        the members of its cgroups and, whatever the mode (the last engine may have run without
+        cgroups), every process of ours carrying its tag."""
+        found: dict[str, set[int]] = {}
+        if self.group is not None:
+            for sub in _subgroups(self.group):
+                found.setdefault(sub.name, set()).update(self.service(sub.name).members())
+        for name, pids in self.tagged().items():
+            found.setdefault(name, set()).update(pids)
+        return {name: sorted(pids) for name, pids in found.items() if pids}
 
-    def stop_leftovers(self, wait: float) -> dict[str, list[int]]:
-        """SIGTERM what an earlier engine left, give it ``wait`` seconds, then SIGKILL the rest.
-        Blocking: call it from a thread."""
-        found = self.leftovers()
-        for name in found:
-            self.service(name).signal(signal.SIGTERM)
-            self.service(name).signal(signal.SIGCONT)
-        deadline = time.monotonic() + wait
-        while any(self.service(n).members() for n in found) and time.monotonic() < deadline:
-            time.sleep(GONE_POLL)
-        for name in found:
-            self.service(name).clear(wait)
+    def tagged(self) -> dict[str, list[int]]:
+        """Our own user's live processes that carry this lineage's tag, by service."""
+        found: dict[str, list[int]] = {}
+        uid, me, prefix = os.getuid(), os.getpid(), self.key + "/"
+        for proc in psutil.process_iter():
+            try:
+                tag = proc.environ().get(TAG_VAR, "") if proc.pid != me and proc.uids().real == uid else ""
+            except (psutil.Error, OSError):
+                continue
+            if tag.startswith(prefix) and _alive(proc.pid):
+                found.setdefault(tag[len(prefix):], []).append(proc.pid)
         return found
 
     def close(self) -> None:
@@ -280,6 +279,36 @@ class Lineage:
         for child in _subgroups(self.group):
             _rmdir(child)
         _rmdir(self.group)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Aurora engine a process belongs to, as its lineage tag or its cgroup says."""
+
+    key: str
+    service: str
+    db: str | None  # the database's path, when the process's environment could be read
+
+    def describe(self) -> str:
+        engine = f"the Aurora engine on {self.db}" if self.db else f"another Aurora engine ({self.key})"
+        return f"service {self.service} of {engine}"
+
+
+_KEY = re.compile(r"aurora-[0-9a-f]{12}")
+
+
+def owner_of(pid: int) -> Owner | None:
+    """Whose Aurora lineage ``pid`` is of, if any: the environment tag first (readable for our own
+    user's processes, or by root), else a cgroup named ``aurora-<hash>/<service>``."""
+    env = procfs.environ(pid) or {}
+    key, sep, service = env.get(TAG_VAR, "").partition("/")
+    if sep and _KEY.fullmatch(key):
+        return Owner(key, service, env.get(DB_VAR))
+    parts = (procfs.cgroup(pid) or "").strip("/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if _KEY.fullmatch(part):
+            return Owner(part, parts[i + 1], env.get(DB_VAR))
+    return None
 
 
 def _safe(name: str) -> str:

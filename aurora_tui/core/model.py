@@ -33,6 +33,15 @@ class ProcessIdentity:
     pid: int
     create_time: float
     cmdline: tuple[str, ...]
+    # Read from /proc once the process has exec'd (see procfs.identity); None where not known, as in
+    # records written before these were kept. ``starttime`` is in clock ticks since boot and compared
+    # exactly: with the pid and the boot it names one process for good.
+    starttime: int | None = None
+    exe: str | None = None
+    pgid: int | None = None
+    sid: int | None = None
+    cgroup: str | None = None
+    boot_id: str | None = None
 
 
 @dataclass
@@ -66,6 +75,12 @@ class PortFacts:
     holder_username: str | None = None
     # True when the holder is the service's own process tree, False when it is someone else.
     holder_is_service: bool | None = None
+    # When someone else's holder is a service of an Aurora engine (another one, on another database,
+    # or another service of this one): that engine's database (or its lineage key, if the holder's
+    # environment cannot be read) and the service's name.
+    holder_engine: str | None = None
+    holder_service: str | None = None
+    holder_owner: str | None = None  # the two in words, e.g. "service web of the Aurora engine on /srv/a.db"
 
 
 # How a failed check's error begins says what kind of failure it was, for the detectors: no answer in
@@ -149,6 +164,22 @@ class ServiceStatus:
 
 
 @dataclass
+class StorageProblem:
+    """A path Aurora cannot write (a service's log, its database) or whose file was swapped under it,
+    and what that has cost so far. Supervision goes on regardless; this is what the operator is told."""
+
+    kind: str  # "log" | "database"
+    path: str
+    error: str
+    since: float
+    cause: str = "unwritable"  # unwritable | deleted | replaced
+    dropped_bytes: int = 0  # log output not written
+    dropped_lines: int = 0
+    queued: int = 0  # database statements kept in memory, waiting for a commit
+    dropped_writes: int = 0  # database statements given up on (the queue was full)
+
+
+@dataclass
 class FleetSnapshot:
     ts: float
     services: list[ServiceStatus]
@@ -159,6 +190,8 @@ class FleetSnapshot:
     engine_pid: int
     db: str
     config_source: str
+    # What cannot be written right now (empty while every write works).
+    storage: list[StorageProblem] = field(default_factory=list)
 
     @property
     def healthy_count(self) -> int:

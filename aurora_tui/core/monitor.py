@@ -18,12 +18,15 @@ from typing import Any, Awaitable, Callable
 
 from .config import Config, ServiceConfig
 from .detect import DependencyState, HostView, ServiceView, detect_host, detect_service
+from .detect_storage import detect_storage
 from .diagnose import Diagnosis, diagnose
 from .events import EventBus
 from .fleet import THROTTLE_EVERY, Fleet
 from .incidents import Change
+from .lineage import owner_of
 from .monitor_only import locate, pid_change
-from .model import Event, HealthResult, HostSample, ServiceSample, ServiceState, ServiceStatus
+from .model import Event, HealthResult, HostSample, ServiceSample, ServiceState, ServiceStatus, StorageProblem
+from . import procfs
 from .patterns import HOST, pattern_params
 from .health import health_check
 from .probes import ConnectionTable, ProcessProber, host_sample, port_facts
@@ -92,6 +95,7 @@ class Monitor:
 
     async def scan(self) -> None:
         """Probe every service once, store the samples, and detect."""
+        self.fleet.retry_logs()  # a log that failed is tried again even if its service is quiet
         samples, host = await self._take_samples(None)
         self.host = host
         self.host_history.append(host)
@@ -113,6 +117,7 @@ class Monitor:
         """Process trees and ports in a thread, health checks concurrently; the one place samples are made."""
         services = [svc for svc in self.config.services if only is None or svc.name in only]
         targets = {svc.name: (r.identity if (r := self.fleet.runners.get(svc.name)) and r.alive else None) for svc in services}
+        began = {name: (r.state, r.pid) for name, r in self.fleet.runners.items()}
         (facts, ports, host), healths = await asyncio.gather(
             asyncio.to_thread(self._probe_blocking, targets, only),
             asyncio.gather(*(self._check(svc) for svc in services)),
@@ -121,11 +126,17 @@ class Monitor:
         taken = []
         for svc, health in zip(services, healths):
             runner = self.fleet.runners.get(svc.name)
-            if runner is None or runner.alive:
+            was, pid = began.get(svc.name, (ServiceState.UNMANAGED, None))
+            # An answer to a check begun during a start that has ended since (its own readiness check
+            # decided it), or on an earlier process, does not stand for what runs now.
+            current = runner is None or (
+                runner.alive and runner.pid == pid and (was is not ServiceState.STARTING or runner.state is ServiceState.STARTING)
+            )
+            if current:
                 self.fleet.health[svc.name] = health
-            if runner is not None and runner.alive and health is not None and health.ok:
+            if current and runner is not None and health is not None and health.ok:
                 runner.healthy_since_start = True
-            state = runner.state if runner else ServiceState.UNMANAGED
+            state = (was if was is ServiceState.STARTING else runner.state) if runner else ServiceState.UNMANAGED
             errors = runner.sink.error_lines if runner else 0
             sample = ServiceSample(svc.name, now, str(state), facts.get(svc.name), ports.get(svc.name), health, errors)
             if runner is None:
@@ -183,7 +194,12 @@ class Monitor:
                     # Workers of a dead master still holding the port are the service's own, not a stranger.
                     if runner.descendants is not None:
                         mine.update(p for p in table.listeners.get(svc.port, []) if p is not None and runner.descendants.owns(p))
-                ports[svc.name] = port_facts(svc.port, table, mine)
+                ports[svc.name] = port = port_facts(svc.port, table, mine)
+                if port.holder_pid is not None and port.holder_is_service is False:
+                    # Another Aurora engine's service (or another of ours) is no stale copy to kill.
+                    owner = owner_of(port.holder_pid)
+                    if owner is not None:
+                        port.holder_engine, port.holder_service, port.holder_owner = owner.db or owner.key, owner.service, owner.describe()
         self._prober.forget_dead({p for f in facts.values() if f for p in f.pids})
         return facts, ports, host_sample(self.db_path.parent)
 
@@ -208,12 +224,14 @@ class Monitor:
             findings = []
             for name in names:
                 svc = self.config.service(name)
-                if not self.history[name] and not self.fleet.exit_history[name]:
-                    continue  # nothing seen yet
+                if (not self.history[name] and not self.fleet.exit_history[name]) or name in self.fleet.not_started:
+                    continue  # nothing seen yet, or not started yet: waiting for its dependencies
                 findings += detect_service(self._view(svc, statuses, now), lambda pid, svc=svc: self._params(svc, pid), now)
             scope = set(names)
             if host and self.host_history:
-                findings += detect_host(HostView(list(self.host_history)), lambda pid: self._params(None, pid), now)
+                view = HostView(list(self.host_history), self.storage_problems())
+                findings += detect_host(view, lambda pid: self._params(None, pid), now)
+                findings += detect_storage(view, lambda pid: self._params(None, pid), now)
                 scope.add(HOST)
             diagnoses = diagnose(findings, self.records.learning.mean_for_pattern)
             changes = await incidents.record(diagnoses, scope, now)
@@ -258,13 +276,18 @@ class Monitor:
     # --- what the fleet looks like now --------------------------------------------------------------
 
     def status(self, svc: ServiceConfig, now: float) -> ServiceStatus:
+        """Where ``svc`` stands now. Its pid and health come from the process the kernel shows now, not
+        from the bookkeeping alone: a leader that is gone or a zombie (exited, its exit not collected
+        yet) has no pid and is not healthy, whatever the last health answer said; a stopped one
+        (SIGSTOP) keeps its pid and is not healthy, since it cannot answer anything."""
         runner = self.fleet.runners.get(svc.name)
         sample = self.samples.get(svc.name)
         health = self.fleet.health.get(svc.name)
-        pid = runner.pid if runner and runner.alive else None
         facts = sample.process if sample else None
-        if runner is None:
-            pid = facts.pid if facts else None
+        if runner is not None:
+            pid = runner.pid if runner.alive else None
+        else:
+            pid = facts.pid if facts and _still_there(facts.pid, facts.create_time) else None
         if facts is not None and facts.pid != pid:
             facts = None  # the last sample describes an earlier process
         alive = pid is not None
@@ -272,6 +295,11 @@ class Monitor:
         # check, stayed up long enough (see Fleet._ready_when_settled); not yet known counts as not healthy.
         unanswered = runner.healthy_since_start if runner else svc.health.kind == "none" or svc.port is None
         healthy = alive and (health.ok if health is not None else unanswered)
+        error = health.error if health else None
+        if alive and procfs.state(pid) in procfs.STOPPED_STATES:  # type: ignore[arg-type]
+            healthy, error = False, f"pid {pid} is stopped (SIGSTOP or a tracer): it cannot answer"
+        elif runner is not None and runner.exited_unreaped:
+            error = f"pid {runner.pid} has exited; its exit is not collected yet"
         return ServiceStatus(
             name=svc.name,
             state=str(runner.state) if runner else (ServiceState.RUNNING if alive else ServiceState.UNMANAGED).value,
@@ -285,11 +313,16 @@ class Monitor:
             rss=facts.rss if facts else None,
             started_at=runner.started_at if runner and runner.alive else None,
             latency_ms=health.latency_ms if health else None,
-            health_error=health.error if health else None,
+            health_error=error,
             last_exit=runner.last_exit if runner else None,
             depends_on=list(svc.depends_on),
             next_try_at=self.fleet.next_try.get(svc.name),
         )
+
+    def storage_problems(self) -> list[StorageProblem]:
+        """What Aurora cannot write right now: services' logs, then the database."""
+        logs = [p for runner in self.fleet.runners.values() if (p := runner.sink.problem()) is not None]
+        return logs + self.records.storage_problems()
 
     def status_of(self, name: str) -> ServiceStatus | None:
         try:
@@ -311,3 +344,9 @@ class Monitor:
 
     def exits_seen(self, name: str) -> int:
         return len(self.fleet.exit_history[name])
+
+
+def _still_there(pid: int, create_time: float) -> bool:
+    """Whether the process a sample saw still runs (not gone, not a zombie, the pid not reused)."""
+    now = procfs.current(pid)
+    return now is not None and abs(now.create_time - create_time) < 0.05

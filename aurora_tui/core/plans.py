@@ -141,6 +141,11 @@ def build_plan(
         return None  # healed through the dependency's own incident
     pattern = load_patterns()[d.pattern]
     service = None if d.service == HOST else d.service
+    if d.evidence.get("holder_engine"):
+        # The port's holder is another Aurora engine's service: that engine would only start it again,
+        # so nothing is killed; the operator is told whose it is (two configurations to reconcile).
+        engine = {"holder_engine": d.evidence["holder_engine"], "holder_service": d.evidence.get("holder_service")}
+        return FixPlan(d.service, d.pattern, incident_id, [Action("notify", service, params=engine)], d.confidence, d.cause, d.evidence, evidence_at)
     leader = next(iter(targets.get("service", ())), None)
     actions: list[Action] = []
     for kind in pattern.actions:

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .api import EventRow, HealStats, IncidentRow, PlanRow, TimelineEntry
+from .api import PLAN_STATUSES, EventRow, HealStats, IncidentRow, PlanRow, TimelineEntry
 from .config import ServiceConfig
 from .incidents import IncidentBook, incident_query, incident_row
 from .learning import Learning
-from .model import Event, HostSample, ProcessIdentity, ServiceSample, to_jsonable
-from .store import Store, dumps
+from .model import Event, HostSample, ProcessIdentity, ServiceSample, StorageProblem, to_jsonable
+from .store import Store, StorageUnavailable, dumps
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,13 @@ def plan_row(row: Any) -> PlanRow:
     data["verdicts"] = json.loads(data.pop("verdicts_json"))
     data["evidence"] = json.loads(data.pop("evidence_json"))
     return PlanRow(**data)
+
+
+def process_identity(row: Any) -> ProcessIdentity:
+    return ProcessIdentity(
+        row["pid"], row["create_time"], tuple(json.loads(row["cmdline"])), row["starttime"], row["exe"], row["pgid"], row["sid"],
+        row["cgroup"], row["boot_id"],
+    )
 
 
 def config_key(svc: ServiceConfig) -> str:
@@ -72,6 +79,9 @@ class Records:
         self._store: Store | None = None
         self._incidents: IncidentBook | None = None
         self._learning: Learning | None = None
+        # Plan ids are given here, not by SQLite: a plan exists (and can be acted on) even while the
+        # storage refuses its commit, and its row lands with that id once it can.
+        self._last_plan_id = 0
 
     async def open(self) -> None:
         store = await Store.open(self.path)
@@ -79,6 +89,8 @@ class Records:
         try:
             await incidents.load()
             await learning.load()
+            row = await store.fetch_one("SELECT coalesce(max(id), 0) AS n FROM plans")
+            self._last_plan_id = int(row["n"]) if row else 0
         except BaseException:
             await store.close()
             raise
@@ -117,25 +129,34 @@ class Records:
         """A write nobody awaits; its failure must not vanish silently."""
         future.add_done_callback(_report_write_failure)
 
+    def refuse_decisions(self) -> None:
+        """Raise StorageUnavailable once the database was deleted or replaced under the engine: what is
+        decided now would be written to a file nobody will read again."""
+        if self._store is not None and self._store.moved is not None:
+            raise StorageUnavailable(self._store.moved_message())
+
     # --- runs and configurations ---------------------------------------------------------------------
 
     async def start_run(self, config_source: str, pid: int, services: Sequence[ServiceConfig]) -> None:
         now = time.time()
         self.run_id = await self.store.write(
-            "INSERT INTO engine_runs(started_at, pid, config_source) VALUES (?, ?, ?)", (now, pid, config_source)
+            "INSERT INTO engine_runs(started_at, pid, config_source) VALUES (?, ?, ?)", (now, pid, config_source), ack=True
         )
-        await self.store.submit_many(
+        await self.store.write_many(
             "INSERT INTO services(name, config_json, first_seen, last_seen) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET config_json = excluded.config_json, last_seen = excluded.last_seen",
-            [(s.name, dumps(to_jsonable(s)), now, now) for s in services],
+            [(s.name, dumps(to_jsonable(s)), now, now) for s in services], ack=True,
         )
-        await self.store.submit_many(
+        await self.store.write_many(
             "INSERT INTO service_configs(service, config_json, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            [(s.name, config_key(s), now) for s in services if s.managed],
+            [(s.name, config_key(s), now) for s in services if s.managed], ack=True,
         )
 
     async def end_run(self) -> None:
         await self.store.write("UPDATE engine_runs SET stopped_at = ?, clean_exit = 1 WHERE id = ?", (time.time(), self.run_id))
+
+    def storage_problems(self) -> list[StorageProblem]:
+        return self._store.problems() if self._store is not None else []
 
     def mark_healthy_config(self, svc: ServiceConfig) -> None:
         self.background(self.store.submit(
@@ -155,9 +176,11 @@ class Records:
     # --- processes Aurora owns -------------------------------------------------------------------------
 
     def process_started(self, service: str, identity: ProcessIdentity, started_at: float | None) -> None:
+        i = identity
         self.background(self.store.submit(
-            "INSERT INTO owned_processes(run_id, service, pid, create_time, cmdline, started_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (self.run_id, service, identity.pid, identity.create_time, dumps(list(identity.cmdline)), started_at),
+            "INSERT INTO owned_processes(run_id, service, pid, create_time, cmdline, started_at, starttime, exe, pgid, sid, cgroup, boot_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.run_id, service, i.pid, i.create_time, dumps(list(i.cmdline)), started_at, i.starttime, i.exe, i.pgid, i.sid, i.cgroup, i.boot_id),
         ))
 
     def process_ended(self, service: str, ts: float, code: int | None, sig: str | None) -> None:
@@ -167,9 +190,21 @@ class Records:
         ))
 
     async def unended_processes(self) -> list[tuple[int, str, ProcessIdentity]]:
-        """Processes a previous engine started and never saw end: (row id, service, identity)."""
-        rows = await self.store.fetch("SELECT id, service, pid, create_time, cmdline FROM owned_processes WHERE ended_at IS NULL")
-        return [(r["id"], r["service"], ProcessIdentity(r["pid"], r["create_time"], tuple(json.loads(r["cmdline"])))) for r in rows]
+        """Processes a previous engine started and never saw end: (row id, service, identity). Rows
+        written before start times were kept have None for what they lack."""
+        rows = await self.store.fetch(
+            "SELECT id, service, pid, create_time, cmdline, starttime, exe, pgid, sid, cgroup, boot_id FROM owned_processes WHERE ended_at IS NULL"
+        )
+        return [(r["id"], r["service"], process_identity(r)) for r in rows]
+
+    async def processes(self, service: str, since: float = 0.0) -> list[tuple[float, ProcessIdentity]]:
+        """The processes started for ``service`` after ``since``, oldest first: (started at, identity)."""
+        rows = await self.store.fetch(
+            "SELECT started_at, pid, create_time, cmdline, starttime, exe, pgid, sid, cgroup, boot_id FROM owned_processes "
+            "WHERE service = ? AND started_at > ? ORDER BY started_at, id",
+            (service, since),
+        )
+        return [(r["started_at"], process_identity(r)) for r in rows]
 
     async def process_gone(self, row_id: int) -> None:
         await self.store.write("UPDATE owned_processes SET ended_at = ? WHERE id = ?", (time.time(), row_id))
@@ -177,23 +212,25 @@ class Records:
     # --- samples ---------------------------------------------------------------------------------------
 
     def add_samples(self, samples: Sequence[ServiceSample], host: HostSample) -> None:
-        self.background(self.store.submit_many(SAMPLE_INSERT, [_sample_row(s) for s in samples]))
+        self.background(self.store.submit_many(SAMPLE_INSERT, [_sample_row(s) for s in samples], droppable=True))
         self.background(self.store.submit(
             HOST_SAMPLE_INSERT,
             (host.ts, host.cpu_percent, host.mem_percent, host.mem_available, host.load1, host.disk_percent, host.disk_free),
+            droppable=True,
         ))
 
     def prune_samples(self, cutoff: float) -> None:
-        self.background(self.store.submit("DELETE FROM samples WHERE ts < ?", (cutoff,)))
-        self.background(self.store.submit("DELETE FROM host_samples WHERE ts < ?", (cutoff,)))
+        self.background(self.store.submit("DELETE FROM samples WHERE ts < ?", (cutoff,), droppable=True))
+        self.background(self.store.submit("DELETE FROM host_samples WHERE ts < ?", (cutoff,), droppable=True))
 
     # --- events ----------------------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> "asyncio.Future[int | None]":
-        return self.store.submit(
-            "INSERT INTO events(ts, run_id, kind, service, message, data_json) VALUES (?, ?, ?, ?, ?, ?)",
-            (event.ts, self.run_id, event.kind, event.service, event.message, dumps(event.data)),
-        )
+        return self.store.submit(EVENT_INSERT, _event_row(event, self.run_id))
+
+    async def write_event(self, event: Event, ack: bool = True) -> None:
+        """An event committed before this returns; with ``ack``, StorageUnavailable when it cannot be."""
+        await self.store.write(EVENT_INSERT, _event_row(event, self.run_id), ack=ack)
 
     async def recent_events(self, limit: int = 50, service: str | None = None) -> list[EventRow]:
         where, params = ("WHERE service = ?", [service]) if service else ("", [])
@@ -222,10 +259,10 @@ class Records:
         rows[0].timeline = [TimelineEntry(e["ts"], e["kind"], e["message"], json.loads(e["data_json"])) for e in events]
         return rows[0]
 
-    async def add_timeline(self, incident_id: int, ts: float, kind: str, message: str, data: dict[str, Any]) -> None:
+    async def add_timeline(self, incident_id: int, ts: float, kind: str, message: str, data: dict[str, Any], ack: bool = False) -> None:
         await self.store.write(
             "INSERT INTO incident_events(incident_id, ts, kind, message, data_json) VALUES (?, ?, ?, ?, ?)",
-            (incident_id, ts, kind, message, dumps(data)),
+            (incident_id, ts, kind, message, dumps(data)), ack=ack,
         )
 
     # --- plans -----------------------------------------------------------------------------------------
@@ -233,11 +270,15 @@ class Records:
     async def plan(self, plan_id: int) -> PlanRow:
         row = await self.store.fetch_one(f"SELECT {PLAN_FIELDS} FROM plans WHERE id = ?", (int(plan_id),))
         if row is None:
+            if self.store.failure is not None and 0 < int(plan_id) <= self._last_plan_id:
+                raise self.store.unavailable()  # proposed while the storage refused: not on disk yet
             raise KeyError(f"no plan #{plan_id}")
         return plan_row(row)
 
     async def list_plans(self, status: str | None = "pending", limit: int = 50, before_id: int | None = None) -> list[PlanRow]:
         where, params = [], []
+        if status and status not in PLAN_STATUSES:
+            raise ValueError(f"unknown plan status {status!r}; known: {', '.join(PLAN_STATUSES)}")
         if status:
             where.append("status = ?")
             params.append(status)
@@ -256,25 +297,27 @@ class Records:
         resume = await self.store.fetch("SELECT id FROM plans WHERE status IN ('approved', 'executing') ORDER BY id")
         return planned, pending, [r["id"] for r in resume]
 
-    async def insert_plan(self, values: dict[str, Any]) -> int:
-        """A plan with its judgement; committed before anything acts on it."""
+    async def insert_plan(self, values: dict[str, Any], ack: bool = False) -> int:
+        """A plan with its judgement and its id. With ``ack`` (an operator's) it is committed before this
+        returns, or StorageUnavailable is raised and the plan does not exist; without (the healer's),
+        it is committed first while the storage works, and queued when it does not, so healing goes on."""
+        self._last_plan_id += 1
+        values = {"id": self._last_plan_id, **values}
         columns = ", ".join(values)
-        plan_id = await self.store.write(
-            f"INSERT INTO plans({columns}) VALUES ({', '.join('?' for _ in values)})", tuple(values.values())
-        )
-        assert plan_id is not None
-        return plan_id
+        await self.store.write(f"INSERT INTO plans({columns}) VALUES ({', '.join('?' for _ in values)})", tuple(values.values()), ack=ack)
+        return values["id"]
 
-    async def set_plan(self, plan_id: int, only_if_status: str | None = None, **values: Any) -> int:
+    async def set_plan(self, plan_id: int, only_if_status: str | None = None, ack: bool = False, **values: Any) -> int | None:
         """Update a plan's columns; with ``only_if_status`` only while it has that status.
-        Returns the number of rows changed (0: someone else decided first)."""
+        Returns the number of rows changed (0: someone else decided first; None: not known, the
+        storage refuses commits and this is not ``ack``)."""
         sets = ", ".join(f"{column} = ?" for column in values)
         sql = f"UPDATE plans SET {sets} WHERE id = ?"
         params: list[Any] = [*values.values(), int(plan_id)]
         if only_if_status is not None:
             sql += " AND status = ?"
             params.append(only_if_status)
-        return await self.store.update(sql, params)
+        return await self.store.update(sql, params, ack=ack)
 
     async def log_action(self, plan_id: int, kind: str, service: str | None, target: tuple[int, str, bool] | None,
                          approved_by: str | None, result: str) -> None:
@@ -308,6 +351,14 @@ def _sample_row(s: ServiceSample) -> tuple[Any, ...]:
     )
 
 
+EVENT_INSERT = "INSERT INTO events(ts, run_id, kind, service, message, data_json) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _event_row(event: Event, run_id: int | None) -> tuple[Any, ...]:
+    return (event.ts, run_id, event.kind, event.service, event.message, dumps(event.data))
+
+
 def _report_write_failure(future: "asyncio.Future[Any]") -> None:
-    if not future.cancelled() and future.exception() is not None:
+    # A write dropped because the storage refused it for long is counted by the store, not told one by one.
+    if not future.cancelled() and future.exception() is not None and not isinstance(future.exception(), StorageUnavailable):
         log.error("store write failed: %r", future.exception())

@@ -37,7 +37,7 @@ def _remote_method(method: RpcMethod) -> Callable[..., Any]:
     async def call(self: "RemoteEngine", *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(self, *args, **kwargs)
         params = {name: value for name, value in list(bound.arguments.items())[1:]}
-        return from_jsonable(method.returns, await self._call(method.wire, timeout, **params))
+        return from_jsonable(method.returns, await self._call(method.wire, self.timeout or timeout, **params))
 
     call.__name__ = call.__qualname__ = method.name
     call.__signature__ = signature  # type: ignore[attr-defined]
@@ -56,9 +56,11 @@ def _derive_from_api(cls: type) -> type:
 
 @_derive_from_api
 class RemoteEngine(EngineAPI):
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, timeout: float | None = None) -> None:
         self.db = Path(db)
         self.db_path = self.db
+        # How long any one answer may take, instead of the defaults by kind (the CLI's --timeout).
+        self.timeout = timeout
         self._idle: list[ControlClient] = []
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._unsupported: set[str] = set()
@@ -104,7 +106,11 @@ class RemoteEngine(EngineAPI):
                 if isinstance(exc, NoEngine):
                     raise
                 if isinstance(exc, asyncio.TimeoutError):
-                    raise NoEngine(f"the engine did not answer {wire!r} within {timeout:g}s") from None
+                    # A stopped (SIGSTOP) or overloaded engine still accepts connections; it just never answers.
+                    after = "; it may still carry the request out" if _is_action(wire) else ""
+                    raise NoEngine(
+                        f"the engine on {self.db} did not answer {wire!r} within {timeout:g}s (is it stopped or overloaded?){after}"
+                    ) from None
                 raise NoEngine(f"lost the engine: {exc}") from None
             except BaseException:
                 # Cancelled mid-request: the answer may still arrive on this connection, so it cannot be reused.
@@ -134,6 +140,10 @@ class RemoteEngine(EngineAPI):
             with contextlib.suppress(Exception):
                 await stream.aclose()
             await client.close()
+
+
+def _is_action(wire: str) -> bool:
+    return any(wire in (m.wire, *m.aliases) and m.kind == ACTION for m in rpc_methods())
 
 
 def _name_of(wire: str) -> str:

@@ -7,6 +7,8 @@ pipe into a :class:`LogSink`. Nothing is ever run through a shell: the command i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -14,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import psutil
-
+from . import procfs
 from .config import ServiceConfig
 from .lineage import Descendants
 from .logsink import LogSink
 from .model import ExitInfo, ProcessIdentity, ServiceState
+
+log = logging.getLogger(__name__)
 
 ExitCallback = Callable[["ServiceRunner", ExitInfo], None]
 StateCallback = Callable[["ServiceRunner", ServiceState, ServiceState], None]
@@ -89,7 +92,28 @@ class ServiceRunner:
 
     @property
     def alive(self) -> bool:
+        """Whether the leader runs now, as the kernel sees it: spawned, not reaped, and not a zombie.
+        An exit the reaper has not collected yet (a zombie) is an exit all the same, so status, health
+        and every actuator go by this, never by the bookkeeping alone."""
+        return self._unreaped and procfs.running(self._popen.pid if self._popen else None)
+
+    @property
+    def _unreaped(self) -> bool:
+        """Spawned and its exit not collected yet: until then the pid stays ours and must be waited for."""
         return self._popen is not None and self._popen.returncode is None
+
+    @property
+    def exited_unreaped(self) -> bool:
+        """The leader has exited (a zombie, or gone) but its exit has not been collected yet."""
+        return self._unreaped and not self.alive
+
+    async def reaped(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) for an exited leader's exit to be collected; True once it is."""
+        exited = self._exited
+        if self.exited_unreaped and exited is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), timeout)
+        return not self._unreaped or self.alive
 
     def uptime(self, now: float | None = None) -> float | None:
         if not self.alive or self.started_at is None:
@@ -107,8 +131,13 @@ class ServiceRunner:
 
     def spawn(self) -> bool:
         """Start the process now. Returns False (state ``failed``) when it cannot be spawned at all."""
-        if self.alive:
-            return True
+        if self._unreaped:
+            if self.alive:
+                return True
+            # The last leader exited and its exit is not collected yet: a second leader now would
+            # have the first one's exit reported as its own.
+            self.spawn_error = f"pid {self.pid} exited and is not reaped yet"
+            return False
         loop = asyncio.get_running_loop()
         env = {**os.environ, **dict(self.config.env), **(self.descendants.env if self.descendants else {})}
         try:
@@ -125,8 +154,8 @@ class ServiceRunner:
             )
         except OSError as exc:
             self.spawn_error = f"cannot start {self.config.command[0]!r}: {exc.strerror or exc}"
-            self.sink.mark(self.spawn_error)
             self.set_state(ServiceState.FAILED)
+            self.sink.mark(self.spawn_error)
             return False
         self.spawn_error = None
         self.healthy_since_start = False
@@ -139,40 +168,42 @@ class ServiceRunner:
         self.starts += 1
         self.identity = ProcessIdentity(popen.pid, self.started_at, tuple(self.config.command))
         self.read_identity()
-        self.sink.mark(f"started pid {popen.pid}: {' '.join(self.config.command)}")
+        # The exit watcher and the output reader first: nothing that can fail (a log write on a full
+        # disk) may stand between a spawned process and the watcher that notices its exit.
+        pidfd = os.pidfd_open(popen.pid)
+        loop.add_reader(pidfd, self._reap, popen, pidfd)
         assert popen.stdout is not None
         out_fd = popen.stdout.fileno()
         os.set_blocking(out_fd, False)
         loop.add_reader(out_fd, self._read_output, popen)
-        pidfd = os.pidfd_open(popen.pid)
-        loop.add_reader(pidfd, self._reap, popen, pidfd)
         self.set_state(ServiceState.STARTING)
+        self.sink.mark(f"started pid {popen.pid}: {' '.join(self.config.command)}")
         return True
 
     def read_identity(self) -> bool:
-        """Read the running leader's identity from /proc; False while its command line is not readable.
+        """Read the running leader's identity from /proc; False until it has exec'd (see
+        :func:`procfs.identity` for how that is told).
 
         A vfork()ed child releases its parent inside execve, before the kernel has laid out the new
         argv, so a read right after spawn can see an empty command line: an identity stored then
-        would never match the process again, and a later engine could not recognise it."""
+        would never match the process again, and a later engine could not recognise it. Until then
+        the identity holds what exec cannot change (start time, group, session) and no command line,
+        rather than a guess."""
         if self.identity is None or not self.alive:
             return False
-        try:
-            ps = psutil.Process(self.identity.pid)
-            with ps.oneshot():
-                cmdline = tuple(ps.cmdline())
-                create_time = ps.create_time()
-        except psutil.Error:
-            return False  # exited already; the exit watcher reports it
-        if not cmdline:
+        found = procfs.identity(self.identity.pid)
+        if found is None:
+            if self.identity.starttime is None:
+                self.identity = procfs.early_identity(self.identity.pid, ()) or self.identity
             return False
-        self.identity = ProcessIdentity(self.identity.pid, create_time, cmdline)
+        self.identity = found
         return True
 
     async def stop(self, timeout: float | None = None) -> ExitInfo | None:
         """SIGTERM the group, wait ``stop_timeout``, then SIGKILL it. Returns how the process ended."""
         popen, exited = self._popen, self._exited
-        if popen is None or exited is None or not self.alive:
+        # A zombie leader is still waited for: the stop is over once its exit has been collected.
+        if popen is None or exited is None or not self._unreaped:
             if self.state not in (ServiceState.FAILED,):
                 self.set_state(ServiceState.STOPPED)
             return self.last_exit
@@ -241,9 +272,8 @@ class ServiceRunner:
         loop = asyncio.get_running_loop()
         loop.remove_reader(pidfd)
         os.close(pidfd)
-        # Like systemd's control-group kill mode: whatever the dead leader left in its group (workers,
-        # helpers holding its port) goes with it, so the next start finds a clean slate.
-        self._signal_all(popen.pid, signal.SIGKILL)
+        # The exit is recorded and the state set before anything that can fail (signalling leftovers,
+        # writing the log, the listeners): a failure there must never leave a dead service "stopping".
         now = time.time()
         info = ExitInfo(
             ts=now,
@@ -255,12 +285,21 @@ class ServiceRunner:
         )
         self.last_exit = info
         self.previous = [(pid, ts) for pid, ts in self.previous if now - ts < 30.0] + [(popen.pid, now)]
-        self.sink.mark(f"pid {popen.pid} {info.describe()}" + ("" if info.expected else " (unexpected)"))
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(info)
         if info.expected:
             self.set_state(ServiceState.STOPPED)
-        self._on_exit(self, info)
+        try:
+            # Like systemd's control-group kill mode: whatever the dead leader left in its group (workers,
+            # helpers holding its port) goes with it, so the next start finds a clean slate.
+            self._signal_all(popen.pid, signal.SIGKILL)
+        except OSError as exc:
+            log.warning("could not signal what %s's pid %d left behind: %s", self.name, popen.pid, exc)
+        self.sink.mark(f"pid {popen.pid} {info.describe()}" + ("" if info.expected else " (unexpected)"))
+        try:
+            self._on_exit(self, info)
+        except Exception:  # the exit is recorded; one broken listener must not hide it from the rest
+            log.exception("handling the exit of %s (pid %d) failed", self.name, popen.pid)
 
     def close(self) -> None:
         self.sink.close()

@@ -13,6 +13,7 @@ from textual.widgets import Static
 
 from ..console_state import ConsoleHost, ConsoleState
 from ..core.format import duration_h
+from ..core.model import StorageProblem
 
 SEP = " · "
 
@@ -31,6 +32,8 @@ def segments(state: ConsoleState, now: float) -> list[tuple[str, str, str, int]]
         total, healthy = len(snap.services), snap.healthy_count
         style = "bold green" if healthy == total else ("bold yellow" if healthy else "bold red")
         out.append((f"● {healthy}/{total} healthy", f"● {healthy}/{total} ok", style, 0))
+        if snap.storage:
+            out.append(storage_segment(snap.storage))
     if state.open_incidents is None:
         out.append(("incidents –", "inc –", "", 1))
     else:
@@ -58,6 +61,15 @@ def segments(state: ConsoleState, now: float) -> list[tuple[str, str, str, int]]
     else:
         out.append((f"own engine pid {pid}", "own", "", 1))
     return out
+
+
+def storage_segment(problems: list[StorageProblem]) -> tuple[str, str, str, int]:
+    """The red badge for what Aurora cannot write (shown only while something fails)."""
+    first = problems[0]
+    more = f" (+{len(problems) - 1})" if len(problems) > 1 else ""
+    if first.cause in ("deleted", "replaced"):
+        return (f"database {first.path} {first.cause}{more}", f"DB {first.cause}", "bold red", 0)
+    return (f"storage: {first.path} unwritable{more}", "storage!", "bold red", 0)
 
 
 MODES = (("services", "1", "Services"), ("incidents", "2", "Incidents"), ("approvals", "3", "Approvals"), ("chat", "4", "Chat"), ("explorer", "5", "Explorer"))

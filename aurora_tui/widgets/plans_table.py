@@ -1,5 +1,6 @@
 """The approval queue: one row per fix plan, keyed by plan id and updated in place as a plan moves
-from pending to approved, executing, executed, verified or failed."""
+from pending to approved, executing, executed, verified or failed (or superseded, when an engine that
+died mid-plan was followed by one that found the work already done)."""
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -24,6 +25,7 @@ PLAN_STATUS = {
     "rejected": "dim",
     "blocked": "red",
     "expired": "dim",
+    "superseded": "dim",
 }
 
 COLUMNS = (
