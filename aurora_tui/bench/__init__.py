@@ -5,9 +5,9 @@ import inspect
 import json
 from typing import Any
 
-from . import chaos, console, detect, recovery, route, scan
+from . import chaos, console, detect, faults, recovery, route, scan
 
-BENCHMARKS = {"scan": scan.run, "detect": detect.run, "recovery": recovery.run, "chaos": chaos.run, "console": console.run, "route": route.run}
+BENCHMARKS = {"scan": scan.run, "detect": detect.run, "recovery": recovery.run, "chaos": chaos.run, "console": console.run, "route": route.run, "faults": faults.run}
 
 
 def run_benchmark(name: str, as_json: bool = False, trials: int | None = None) -> int:

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalogue_p.set_defaults(func=catalogue)
 
     bench_p = sub.add_parser("bench", help="run the benchmarks")
-    bench_p.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos", "console", "route"])
+    bench_p.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos", "console", "route", "faults"])
     bench_p.add_argument("--trials", type=int, help="trials per case (chaos, recovery)")
     bench_p.add_argument("--json", action="store_true")
     bench_p.set_defaults(func=bench)
