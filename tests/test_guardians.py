@@ -38,8 +38,10 @@ def test_a_confident_low_risk_fix_runs():
     assert j.decision == "run" and outcomes(j) == ["pass", "pass", "pass"]
 
 
-@pytest.mark.parametrize("pid", [1, os.getpid()])
-def test_pid_1_and_aurora_itself_are_never_touched_even_with_approval(pid):
+# Named, not numbered: a parameter must not depend on which process collects the tests.
+@pytest.mark.parametrize("who", ["pid 1", "aurora itself"])
+def test_pid_1_and_aurora_itself_are_never_touched_even_with_approval(who):
+    pid = 1 if who == "pid 1" else os.getpid()
     target = ProcessTarget(pid, 1.0, ("x",), ME, True, "service")
     for human in (False, True):
         j = judge(plan(Action("kill", "svc", target), pattern="hung"), ctx(human=human))
