@@ -137,6 +137,10 @@ class Bed:
             # Whatever it started is still tagged: close() and left_behind() find it.
             return subprocess.CompletedProcess(argv, -signal.SIGKILL, "", f"(no answer within {timeout:g}s)")
 
+    def run_in_foreground(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """``aurora run --headless`` on this bed's config, waited for: for faults it must refuse at once."""
+        return self.cli("run", "--headless", "--config", str(self.config), timeout=timeout)
+
     def status(self) -> dict[str, dict[str, Any]]:
         done = self.cli("status", "--json", timeout=30.0)
         if done.returncode not in (0, 3):

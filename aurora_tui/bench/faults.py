@@ -171,7 +171,7 @@ def db_disk_full(work: Path) -> Outcome:
 def db_readonly(work: Path) -> Outcome:
     with tmpfs(work / "db", "1m", read_only=True) as dbdir:
         with Bed(work, db_dir=dbdir) as bed:
-            engine = bed.cli("run", "--headless", "--config", str(bed.config), timeout=60)
+            engine = bed.run_in_foreground()
             status = bed.cli("status")
             out = Outcome(healed=one_line_error(engine) and one_line_error(status))
             out.note = f"engine: exit {engine.returncode} {engine.stderr.strip()[:60]!r}"
@@ -226,7 +226,7 @@ def db_replaced(work: Path) -> Outcome:
 def db_corrupt(work: Path) -> Outcome:
     with Bed(work) as bed:
         bed.db.write_bytes(b"this is not a database\0" * 4096)
-        engine = bed.cli("run", "--headless", "--config", str(bed.config), timeout=60)
+        engine = bed.run_in_foreground()
         status = bed.cli("status")
         out = Outcome(healed=one_line_error(engine) and one_line_error(status))
         out.note = f"engine: exit {engine.returncode} {engine.stderr.strip()[:70]!r}"
@@ -242,7 +242,7 @@ def lock_symlink(work: Path) -> Outcome:
         victim = work / "victim"
         victim.write_text("precious\n")
         os.symlink(victim, f"{bed.db}.lock")
-        done = bed.cli("run", "--headless", "--config", str(bed.config), timeout=60)
+        done = bed.run_in_foreground()
         intact = victim.read_text() == "precious\n"
         out = Outcome(healed=done.returncode != 0 and intact and "symbolic link" in done.stderr)
         out.note = f"refused: exit {done.returncode}, victim intact: {intact}"
@@ -259,7 +259,7 @@ def files_deleted(work: Path) -> Outcome:
         for path in (Path(f"{bed.db}.lock"), socket_path(bed.db), *[Path(f"{bed.db}{x}") for x in ("", "-wal", "-shm")]):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        second = bed.cli("run", "--headless", "--config", str(bed.config), timeout=60)
+        second = bed.run_in_foreground()
         alone = bed.engine is not None and bed.engine.poll() is None and one_line_error(second)
         out = Outcome(supervising=bed.kept_supervising_unseen("web"), healed=alone)
         out.note = f"second engine refused: {second.stderr.strip()[:70]!r}"
@@ -512,7 +512,7 @@ def _safe(fn: Callable[[int], bool], i: int) -> bool:
 def bound_start_grace(work: Path) -> Outcome:
     with Bed(work, services={"web": {"start_grace": 99999999999999999999}}) as bed:
         check = bed.cli("check-config", str(bed.config))
-        run = bed.cli("run", "--headless", "--config", str(bed.config), timeout=20)
+        run = bed.run_in_foreground(20)
         out = Outcome(healed=check.returncode == 2 and run.returncode == 2 and "start_grace" in check.stdout + check.stderr)
         out.note = f"check-config exit {check.returncode}, run exit {run.returncode}"
         out.left = bed.left_behind()
@@ -523,7 +523,7 @@ def bound_start_grace(work: Path) -> Outcome:
 def bound_interval(work: Path) -> Outcome:
     with Bed(work, interval=1e308) as bed:
         check = bed.cli("check-config", str(bed.config))
-        run = bed.cli("run", "--headless", "--config", str(bed.config), timeout=20)
+        run = bed.run_in_foreground(20)
         out = Outcome(healed=check.returncode == 2 and run.returncode == 2 and "interval" in check.stdout + check.stderr)
         out.note = f"check-config exit {check.returncode}, run exit {run.returncode}"
         out.left = bed.left_behind()
