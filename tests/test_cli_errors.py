@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from aurora_tui.bench.faultbed import tmpfs as mounted_tmpfs
+
 from .test_headless_cli import aurora
 from .test_hostile_files import Engine, _config
 
@@ -36,13 +38,8 @@ def test_a_corrupt_database(tmp_path):
 @pytest.fixture
 def tmpfs(tmp_path):
     """A real tmpfs of our own, unmounted whatever happens."""
-    where = tmp_path / "mnt"
-    where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], check=True, capture_output=True, timeout=30)
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "4m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs and remount it read-only")

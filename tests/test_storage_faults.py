@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from aurora_tui.bench.faultbed import fill, tmpfs
@@ -28,7 +27,7 @@ from aurora_tui.core.model import FleetSnapshot, StorageProblem
 from aurora_tui.core.patterns import HOST
 from aurora_tui.core.store import Store, StorageUnavailable
 
-from .helpers import async_wait_until, free_port, wait_until
+from .helpers import async_wait_until, free_port, gone, wait_until
 from .live import demo_service, fleet_config, restarted_healthy, running
 from .test_headless_cli import kill_engine_and_services
 
@@ -41,10 +40,7 @@ PY = sys.executable
 
 
 def really_running(pid: int | None) -> bool:
-    try:
-        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return pid is not None and not gone(pid)
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core import procfs
 from ..core.control import reachable, socket_path
 from .faultbed import Bed, Outcome, fill, free_port, tmpfs, wait_for
 
@@ -171,12 +172,17 @@ def db_disk_full(work: Path) -> Outcome:
 def db_readonly(work: Path) -> Outcome:
     with tmpfs(work / "db", "1m", read_only=True) as dbdir:
         with Bed(work, db_dir=dbdir) as bed:
-            engine = bed.run_in_foreground()
-            status = bed.cli("status")
-            out = Outcome(healed=one_line_error(engine) and one_line_error(status))
-            out.note = f"engine: exit {engine.returncode} {engine.stderr.strip()[:60]!r}"
-            out.left = bed.left_behind()
-            return out
+            return _refused_database(bed)
+
+
+def _refused_database(bed: Bed) -> Outcome:
+    """An engine and a CLI started on a database they cannot use: each says so in one line, exit 1."""
+    engine = bed.run_in_foreground()
+    status = bed.cli("status")
+    out = Outcome(healed=one_line_error(engine) and one_line_error(status))
+    out.note = f"engine: exit {engine.returncode} {engine.stderr.strip()[:70]!r}"
+    out.left = bed.left_behind()
+    return out
 
 
 def _keep(db: Path) -> Path:
@@ -226,12 +232,7 @@ def db_replaced(work: Path) -> Outcome:
 def db_corrupt(work: Path) -> Outcome:
     with Bed(work) as bed:
         bed.db.write_bytes(b"this is not a database\0" * 4096)
-        engine = bed.run_in_foreground()
-        status = bed.cli("status")
-        out = Outcome(healed=one_line_error(engine) and one_line_error(status))
-        out.note = f"engine: exit {engine.returncode} {engine.stderr.strip()[:70]!r}"
-        out.left = bed.left_behind()
-        return out
+        return _refused_database(bed)
 
 
 # --- hostile files --------------------------------------------------------------------------------------
@@ -292,18 +293,10 @@ def engine_kill9(work: Path) -> Outcome:
         bed.kill9()
         bed.start(wait_healthy=False)
         healthy = bed.healthy(45.0, not_pids=old)
-        orphans = [pid for pid in old.values() if pid and _alive(pid)]
+        orphans = [pid for pid in old.values() if pid and procfs.running(pid)]
         out = Outcome(supervising=bed.kept_supervising("web"), healed=bool(healthy) and not orphans)
         out.note = f"new generation healthy, orphans of the old: {len(orphans)}"
         return finish(bed, out)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @fault("engine kill -9 in a restart storm", "aurora restart of every service in parallel, kill -9 of the engine amid it, 3 times")
@@ -320,7 +313,7 @@ def engine_kill9_storm(work: Path) -> Outcome:
             reap(storm)
             bed.start(wait_healthy=False)
             healthy = bed.healthy(60.0)
-            ok = ok and bool(healthy) and not [p for p in old.values() if p and _alive(p) and p not in {r["pid"] for r in healthy.values()}]
+            ok = ok and bool(healthy) and not [p for p in old.values() if p and procfs.running(p) and p not in {r["pid"] for r in healthy.values()}]
         out = Outcome(supervising=bed.kept_supervising("web"), healed=ok, note="3 storms, healthy after each, no orphan")
         return finish(bed, out)
 
@@ -435,7 +428,7 @@ def dead_leader_worker(work: Path) -> Outcome:
         os.kill(leader, signal.SIGKILL)
         bed.start(wait_healthy=False)
         healthy = bed.healthy(45.0, not_pids={"web": leader})
-        worker_gone = wait_for(lambda: worker is None or not _alive(worker), 15)
+        worker_gone = wait_for(lambda: worker is None or not procfs.running(worker), 15)
         out = Outcome(supervising=bed.kept_supervising("api"), healed=bool(healthy) and bool(worker_gone))
         out.note = f"worker {'stopped' if worker_gone else 'left running'}" if worker else "no worker could be forked"
         return finish(bed, out)

@@ -155,8 +155,7 @@ def _name_holder(db: Path) -> int | None:
             probe.connect(engine_name(db))
         except OSError:
             return None
-        creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", creds)[0]
+        return _peer_pid(probe)
 
 
 def answering_engine(path: Path) -> int | None:
@@ -173,5 +172,10 @@ def answering_engine(path: Path) -> int | None:
             return None  # a socket file left by an engine that died
         except OSError:
             return 0  # someone is there (a full backlog, a slow peer), who is not known
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", creds)[0]
+        return _peer_pid(sock)
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    """The pid of the process at the other end of a connected unix socket, as the kernel tells it."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[0])

@@ -284,8 +284,9 @@ class Monitor:
         sample = self.samples.get(svc.name)
         health = self.fleet.health.get(svc.name)
         facts = sample.process if sample else None
+        leader_alive = runner is not None and runner.alive  # one look at /proc, used below
         if runner is not None:
-            pid = runner.pid if runner.alive else None
+            pid = runner.pid if leader_alive else None
         else:
             pid = facts.pid if facts and _still_there(facts.pid, facts.create_time) else None
         if facts is not None and facts.pid != pid:
@@ -298,7 +299,7 @@ class Monitor:
         error = health.error if health else None
         if alive and procfs.state(pid) in procfs.STOPPED_STATES:  # type: ignore[arg-type]
             healthy, error = False, f"pid {pid} is stopped (SIGSTOP or a tracer): it cannot answer"
-        elif runner is not None and runner.exited_unreaped:
+        elif runner is not None and not leader_alive and runner.exited_unreaped:
             error = f"pid {runner.pid} has exited; its exit is not collected yet"
         return ServiceStatus(
             name=svc.name,
@@ -308,10 +309,10 @@ class Monitor:
             port=svc.port,
             healthy=bool(healthy),
             restarts=runner.restarts if runner else 0,
-            uptime=runner.uptime(now) if runner else None,
+            uptime=runner.uptime(now) if leader_alive else None,
             cpu=facts.cpu_percent if facts else None,
             rss=facts.rss if facts else None,
-            started_at=runner.started_at if runner and runner.alive else None,
+            started_at=runner.started_at if leader_alive else None,
             latency_ms=health.latency_ms if health else None,
             health_error=error,
             last_exit=runner.last_exit if runner else None,
@@ -348,5 +349,5 @@ class Monitor:
 
 def _still_there(pid: int, create_time: float) -> bool:
     """Whether the process a sample saw still runs (not gone, not a zombie, the pid not reused)."""
-    now = procfs.current(pid)
-    return now is not None and abs(now.create_time - create_time) < 0.05
+    stat = procfs.read_stat(pid)
+    return stat is not None and stat.state not in procfs.ENDED_STATES and abs(procfs.create_time(stat.starttime) - create_time) < 0.05
