@@ -65,3 +65,19 @@ def test_bad_interval_on_the_command_line_exits_2(capsys):
         main(["run", "--headless", "--interval", "0"])
     assert exc.value.code == 2
     assert "must be greater than 0" in capsys.readouterr().err
+
+
+def test_engine_options_given_before_the_subcommand_stand():
+    """`aurora --config F run --headless` once ran the demo fleet: the subcommand's own default None
+    overwrote the --config given before it."""
+    from pathlib import Path
+
+    from aurora_tui.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--config", "fleet.toml", "--db", "a.db", "run", "--headless"])
+    assert before.config == Path("fleet.toml") and before.db == Path("a.db")
+    after = parser.parse_args(["run", "--headless", "--config", "other.toml"])
+    assert after.config == Path("other.toml") and after.db is None
+    status = parser.parse_args(["--db", "a.db", "status"])
+    assert status.db == Path("a.db") and status.timeout is None

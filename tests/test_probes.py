@@ -38,7 +38,7 @@ def allocator():
 def web():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", http_service(port)], start_new_session=True)
-    wait_until(lambda: port in ConnectionTable.read().listeners, what="test web server listening")
+    wait_until(lambda: port in ConnectionTable.read().sockets.listening, what="test web server listening")
     yield proc, port
     stop_process(proc)
 
@@ -128,19 +128,36 @@ def test_host_sample_is_sane(tmp_path):
     assert 0 <= host.disk_percent <= 100 and host.disk_free > 0 and host.cpu_count >= 1
 
 
-def test_proc_socket_reader_agrees_with_psutil(web):
-    """The fast /proc reader must see exactly what psutil sees: the listener and live connections."""
+def test_socket_table_agrees_with_psutil(web):
+    """The kernel's socket dump (and the /proc/net fallback) must see what psutil sees: the listener
+    and its owner, and this process's live connection."""
     import socket
 
-    from aurora_tui.core.probes import _linux_sockets, _psutil_sockets
+    import psutil
+
+    from aurora_tui.core.procfs import fd_sockets
+    from aurora_tui.core.sockdiag import _from_netlink, _from_proc
 
     proc, port = web
     client = socket.create_connection(("127.0.0.1", port))
     try:
-        fast = _linux_sockets()
-        slow = _psutil_sockets()
-        assert fast is not None
-        assert fast[0][port] == slow[0][port] == [proc.pid]
-        assert fast[1].get(os.getpid()) == slow[1].get(os.getpid()) >= 1
+        table = ConnectionTable.read()
+        assert table.holders(port) == [proc.pid]
+        assert [c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port] == [proc.pid]
+        mine = fd_sockets(os.getpid())
+        assert mine is not None and table.saw(os.getpid(), mine[1]) >= 1
+        for found in (_from_netlink(), _from_proc()):
+            assert len(found.listening[port]) == 1 and found.listening[port][0] in table.listening
+            assert set(mine[1]) & found.connected
     finally:
         client.close()
+
+
+def test_a_squatter_found_once_is_confirmed_cheaply(web):
+    """A listener no tree holds is searched for among every process once, then remembered."""
+    proc, port = web
+    owners = ProcessProber().owners
+    first = ConnectionTable.read(owners)
+    assert first.holders(port) == [proc.pid] and first.owners is None  # searched the host
+    second = ConnectionTable.read(owners)
+    assert second.holders(port) == [proc.pid] and second.owners is owners  # confirmed, no search

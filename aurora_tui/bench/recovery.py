@@ -307,8 +307,9 @@ async def _aurora_flaky(workdir: Path, seconds: float) -> dict[str, Any]:
 # --- 3. supervisord ----------------------------------------------------------------------------------
 
 
-def _ensure_supervisor() -> tuple[str | None, str]:
-    """supervisor's version, installing it with pip if needed; (None, why) if it cannot be had."""
+def ensure_supervisor() -> tuple[str | None, str]:
+    """supervisor's version, installing it with pip if needed; (None, why) if it cannot be had.
+    Shared with the scale benchmark, as is :class:`Supervisord`."""
     from importlib import metadata
 
     try:
@@ -336,11 +337,15 @@ def _ini(value: str | Path) -> str:
 
 
 class Supervisord:
-    """One supervisord in the foreground, in its own session, with its own socket, logs and programs."""
+    """One supervisord in the foreground, in its own session, with its own socket, logs and programs.
+    Used by the recovery and the scale benchmarks."""
 
-    def __init__(self, workdir: Path, programs: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, programs: dict[str, str], stop_wait: float = 15.0) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
+        # How long stop() lets supervisord stop its programs: it stops one program group per pass of its
+        # main loop, so with hundreds of programs its own shutdown takes minutes.
+        self.stop_wait = stop_wait
         self.conf = workdir / "supervisord.conf"
         self.log = workdir / "supervisord.log"
         sections = [
@@ -408,7 +413,7 @@ class Supervisord:
         self.remember_children()
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15.0
+        deadline = time.monotonic() + self.stop_wait
         while self.proc.poll() is None and time.monotonic() < deadline:
             self.remember_children()
             time.sleep(0.05)
@@ -416,14 +421,17 @@ class Supervisord:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5.0)
+        killed = []
         for child in self.seen.values():
             with contextlib.suppress(psutil.Error, OSError):
-                if child.is_running():  # is_running also checks the create time: no pid reuse accident
+                # is_running also checks the create time: no pid reuse accident
+                if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
                     if os.getpgid(child.pid) == child.pid:
                         os.killpg(child.pid, signal.SIGKILL)
                     else:
                         child.kill()
-                    child.wait(5.0)
+                    killed.append(child)
+        psutil.wait_procs(killed, timeout=5.0)  # all at once: one bound, however many there were
         self.proc = None
 
 
@@ -522,7 +530,7 @@ def run(trials: int = 10, include_supervisord: bool = True, flaky_seconds: float
         result["aurora_stop_frozen"] = asyncio.run(_aurora_stop_frozen(trials, work))
         result["aurora_flaky"] = asyncio.run(_aurora_flaky(work / "aurora-flaky", flaky_seconds))
         if include_supervisord:
-            version, why = _ensure_supervisor()
+            version, why = ensure_supervisor()
             if version is None:
                 result["supervisord"] = {"skipped": why}
             else:

@@ -58,17 +58,22 @@ def interval(text: str) -> float:
     return value
 
 
-def engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML config file (default: the built-in demo fleet)")
-    p.add_argument("--db", type=Path, help="SQLite database (default: from the config, else the per-user data dir)")
-    p.add_argument("--interval", type=interval, help="seconds between full scans, at most a day (default: from the config, 15)")
+def engine_options(p: argparse.ArgumentParser, subcommand: bool = False) -> None:
+    # A subcommand leaves its options unset (SUPPRESS) when they are not given: its own default None
+    # would overwrite `aurora --config F run --headless`, and the demo fleet would run instead of F.
+    unset = {"default": argparse.SUPPRESS} if subcommand else {}
+    p.add_argument("--config", type=Path, help="TOML config file (default: the built-in demo fleet)", **unset)
+    p.add_argument("--db", type=Path, help="SQLite database (default: from the config, else the per-user data dir)", **unset)
+    p.add_argument("--interval", type=interval, help="seconds between full scans, at most a day (default: from the config, 15)", **unset)
 
 
 def target_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", type=Path, help="database of the running engine (default: the per-user one)")
-    p.add_argument("--config", type=Path, help="take the database path from this config file")
+    # Subcommands only: what `aurora --db D status` gave before the subcommand stands (see engine_options).
+    unset = argparse.SUPPRESS
+    p.add_argument("--db", type=Path, default=unset, help="database of the running engine (default: the per-user one)")
+    p.add_argument("--config", type=Path, default=unset, help="take the database path from this config file")
     p.add_argument(
-        "--timeout", type=positive_float, metavar="SECONDS",
+        "--timeout", type=positive_float, metavar="SECONDS", default=unset,
         help="give up on an engine that does not answer within this long (default: 20 s for queries, 300 s for actions)",
     )
 

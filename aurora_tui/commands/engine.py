@@ -27,6 +27,7 @@ LOG_FORMAT_HELP = "text (LEVEL logger: message, for journald) or json (one objec
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The options of the console itself (``aurora`` with no subcommand)."""
     engine_options(parser)
+    parser.set_defaults(timeout=None)  # subcommands that take --timeout leave it unset unless given
     parser.add_argument(
         "--attach", action="store_true",
         help="open the console on the engine already running on --db (aurora run --headless); quitting leaves it running",
@@ -45,7 +46,7 @@ def _log_options(p: argparse.ArgumentParser, level_help: str, defaults: bool = T
 
 def register(sub: argparse._SubParsersAction) -> None:
     run_p = sub.add_parser("run", help="run the engine without a console (until SIGTERM/SIGINT)")
-    engine_options(run_p)
+    engine_options(run_p, subcommand=True)
     run_p.add_argument("--headless", action="store_true", required=True, help="no console (required)")
     _log_options(run_p, "DEBUG, INFO, WARNING or ERROR (default INFO), to stderr", defaults=False)
     run_p.set_defaults(func=run)

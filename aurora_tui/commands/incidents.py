@@ -1,20 +1,32 @@
-"""Incidents: read straight from the database (no engine needed), acknowledged and silenced through it."""
+"""Incidents: read straight from the database (no engine needed), acknowledged and silenced through it.
+
+``aurora incident N`` also shows the service's per-minute roll-ups around the incident (from
+:data:`MINUTES_BEFORE` minutes before it opened to its resolution, or now), so what the service did
+before and during it is there after the raw samples are gone. The minute an engine is still taking
+is in its memory, not the database: it shows once written.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from datetime import datetime
 
-from ..core.api import TimelineEntry
-from ..core.format import duration_h
+from ..core import rollup
+from ..core.api import MinuteRow, TimelineEntry
+from ..core.format import bytes_h, duration_h
 from ..core.incidents import INCIDENT_FIELDS as COLUMNS, incident_query, incident_row
 from ..core.model import to_jsonable
 from ..core.remote import RemoteEngine
 from .common import duration, on_engine, print_json, read_db, target_db, target_options
 
 INCIDENT_FIELDS = ("id", "service", "pattern", "status", "confidence", "opened_at", "resolved_at", "count", "summary", "evidence")
+# The roll-ups shown with an incident: from this many minutes before it opened to its end; a long one
+# shows its first and last MAX_MINUTES_SHOWN / 2 minutes.
+MINUTES_BEFORE = 10
+MAX_MINUTES_SHOWN = 60
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,11 +94,14 @@ def incident(args: argparse.Namespace) -> int:
         found = incident_row(row)
         found.timeline = [TimelineEntry(e["ts"], e["kind"], e["message"], json.loads(e["data_json"])) for e in conn.execute(
             "SELECT ts, kind, message, data_json FROM incident_events WHERE incident_id = ? ORDER BY ts, id", (args.id,))]
+        minutes, left_out = incident_minutes(conn, found.service, found.opened_at, found.resolved_at or time.time())
     if args.json:
         data = to_jsonable(found)
         # The order this command has always printed: evidence after the columns, then the timeline.
         data["evidence"] = data.pop("evidence")
         data["timeline"] = data.pop("timeline")
+        data["minutes"] = to_jsonable(minutes)
+        data["minutes_left_out"] = left_out
         print_json(data, default=str)
         return 0
     print(f"#{found.id} {found.pattern} on {found.service}: {found.status}, confidence {found.confidence}/10, seen {found.count}x")
@@ -99,7 +114,46 @@ def incident(args: argparse.Namespace) -> int:
         print(f"  {datetime.fromtimestamp(e.ts).strftime('%H:%M:%S')}  {e.kind:<12} {e.message}")
     print("evidence:")
     print("  " + json.dumps(found.evidence, indent=2, default=str).replace("\n", "\n  "))
+    if minutes:
+        print(f"per minute, from {MINUTES_BEFORE} minutes before it opened (min/avg/max):")
+        print(f"  {'MINUTE':<8} {'OK':>7}  {'CPU %':<17} {'RSS':<20} {'LATENCY ms':<20} STATE")
+        half = len(minutes) // 2 if left_out else len(minutes)
+        for i, row in enumerate(minutes):
+            if left_out and i == half:
+                print(f"  ... {left_out} minutes left out")
+            print("  " + minute_line(row))
     return 0
+
+
+def incident_minutes(conn: sqlite3.Connection, service: str, opened_at: float, until: float) -> tuple[list[MinuteRow], int]:
+    """The service's stored roll-ups around an incident, capped at MAX_MINUTES_SHOWN (its first and last
+    halves), and how many minutes were left out. None in a database no engine of this version opened yet."""
+    period = rollup.PERIOD
+    first, last = rollup.bucket_of(opened_at - MINUTES_BEFORE * 60, period), rollup.bucket_of(until, period)
+    sql, params = rollup.history_query(first, last, service, limit=rollup.MAX_HISTORY_ROWS)
+    try:
+        rows = [rollup.minute_row(r, period) for r in conn.execute(sql, params)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return [], 0
+        raise
+    rows.reverse()  # the query gives the newest first
+    if len(rows) <= MAX_MINUTES_SHOWN:
+        return rows, 0
+    half = MAX_MINUTES_SHOWN // 2
+    return rows[:half] + rows[-half:], len(rows) - 2 * half
+
+
+def _spread(lo: float | None, avg: float | None, hi: float | None, show) -> str:
+    return "-" if avg is None else "/".join(show(v) for v in (lo, avg, hi))
+
+
+def minute_line(row: MinuteRow) -> str:
+    when = datetime.fromtimestamp(row.start).strftime("%H:%M")
+    cpu = _spread(row.cpu_min, row.cpu_avg, row.cpu_max, lambda v: f"{v:.1f}")
+    rss = _spread(row.rss_min, row.rss_avg, row.rss_max, bytes_h)
+    latency = _spread(row.latency_min, row.latency_avg, row.latency_max, lambda v: f"{v:.0f}")
+    return f"{when:<8} {row.healthy:>3}/{row.samples:<3}  {cpu:<17} {rss:<20} {latency:<20} {row.state or '-'}"
 
 
 @on_engine

@@ -14,7 +14,7 @@ ROUTE_FIELDS = ("type", "confidence", "program", "tiers", "modules", "action", "
 def register(sub: argparse._SubParsersAction) -> None:
     route_p = sub.add_parser("route", help="route a message as the dispatcher would, without acting (no engine needed)")
     route_p.add_argument("message", nargs="?", help="the message (default: one per line from stdin)")
-    route_p.add_argument("--config", type=Path, help="take the service names from this config (default: the demo fleet)")
+    route_p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="take the service names from this config (default: the demo fleet)")
     route_p.add_argument("--json", action="store_true", help="one JSON object per message")
     route_p.set_defaults(func=route)
 
@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     catalogue_p.set_defaults(func=catalogue)
 
     bench_p = sub.add_parser("bench", help="run the benchmarks")
-    bench_p.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos", "console", "route", "faults"])
-    bench_p.add_argument("--trials", type=int, help="trials per case (chaos, recovery)")
+    bench_p.add_argument("name", nargs="?", default="scan", choices=["scan", "detect", "recovery", "chaos", "console", "route", "faults", "scale"])
+    bench_p.add_argument("--trials", type=int, help="trials per case (chaos, recovery, scale)")
+    bench_p.add_argument("--services", type=int, help="how many services (scale; default 200)")
     bench_p.add_argument("--json", action="store_true")
     bench_p.set_defaults(func=bench)
 
@@ -67,4 +68,4 @@ def catalogue(args: argparse.Namespace) -> int:
 def bench(args: argparse.Namespace) -> int:
     from ..bench import run_benchmark
 
-    return run_benchmark(args.name, as_json=args.json, trials=args.trials)
+    return run_benchmark(args.name, as_json=args.json, trials=args.trials, services=args.services)

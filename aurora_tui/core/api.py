@@ -173,6 +173,34 @@ class HealStats:
 
 
 @dataclass
+class MinuteRow:
+    """One service over one roll-up period (a minute): what its samples were, in natural units. Figures
+    are None when no sample of the minute had them (the service was down, or has no health check)."""
+
+    service: str
+    start: float  # epoch seconds the minute began
+    seconds: float  # its length
+    samples: int
+    healthy: int  # samples whose health check passed
+    cpu_min: float | None = None  # percent
+    cpu_avg: float | None = None
+    cpu_max: float | None = None
+    rss_min: int | None = None  # bytes (stored to the KiB)
+    rss_avg: int | None = None
+    rss_max: int | None = None
+    latency_min: float | None = None  # milliseconds
+    latency_avg: float | None = None
+    latency_max: float | None = None
+    fds_max: int | None = None
+    threads_max: int | None = None
+    connections_max: int | None = None
+    state: str | None = None  # at the minute's last sample
+    pid: int | None = None
+    # The minute still being taken (kept in memory by the engine, not stored yet).
+    still_open: bool = False
+
+
+@dataclass
 class Confirmation:
     token: str
     question: str
@@ -266,6 +294,13 @@ class EngineAPI(ABC):
     @rpc("events")
     @abstractmethod
     async def recent_events(self, limit: int = 50, service: str | None = None) -> list[EventRow]: ...
+
+    @rpc("history")
+    @abstractmethod
+    async def history(self, service: str | None = None, minutes: int = 60, until: float | None = None) -> list[MinuteRow]:
+        """The per-minute roll-ups of one service (or all) over the ``minutes`` ending at ``until``
+        (default: now, the still-open minute included), ordered by service then minute. At most
+        ``rollup.MAX_HISTORY_ROWS`` rows: the newest are kept."""
 
     # --- incidents ---
 

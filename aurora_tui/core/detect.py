@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .config import HealthCheck, ServiceConfig
 from .model import EXEC_FAILED, TIMED_OUT, WRONG_ANSWER, WRONG_BODY, ExitInfo, HealthResult, HostSample, ServiceSample, StorageProblem
 from .patterns import HOST
+from .series import eta_text, last_checks, linear_fit
 
 MB = 1024 * 1024
 # A managed service that exited on its own and has not been started again (or is waiting to be).
@@ -57,6 +58,9 @@ class ServiceView:
     recent_errors: Sequence[str] = ()
     dependencies: Mapping[str, DependencyState] = field(default_factory=dict)
     lookup: str = ""  # monitor-only: how its process was found at the last probe, or why it was not
+    # The newest samples of the process that runs now, when the caller keeps them as samples arrive
+    # (the monitor does); else worked out from ``samples`` once.
+    run: Sequence[ServiceSample] | None = None
 
     @property
     def name(self) -> str:
@@ -73,6 +77,8 @@ class ServiceView:
     @functools.cached_property
     def _current_run(self) -> list[ServiceSample]:
         # Computed once per view: nearly every detector starts from it.
+        if self.run is not None:
+            return list(self.run)
         latest = self.latest
         if latest is None or latest.process is None:
             return []
@@ -103,29 +109,6 @@ def streak(samples: Sequence[Any], condition: Callable[[Any], bool]) -> tuple[in
         count += 1
         onset = sample.ts
     return count, onset
-
-
-def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope (per second) and R² of (t, value) points."""
-    n = len(points)
-    mean_t = sum(t for t, _ in points) / n
-    mean_v = sum(v for _, v in points) / n
-    var_t = sum((t - mean_t) ** 2 for t, _ in points)
-    var_v = sum((v - mean_v) ** 2 for _, v in points)
-    if var_t == 0:
-        return 0.0, 0.0
-    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    slope = cov / var_t
-    r2 = 0.0 if var_v == 0 else (cov * cov) / (var_t * var_v)
-    return slope, r2
-
-
-def eta_text(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _alive(sample: ServiceSample) -> bool:
@@ -236,6 +219,8 @@ def hung(view: ServiceView, p: Params, now: float) -> Finding | None:
         return None
     stopped, stopped_onset = streak(run, lambda s: s.process.status == "stopped")
     timeouts, timeout_onset = streak(run, _timed_out)
+    if not stopped and not timeouts:
+        return None
     latest = run[-1]
     process = latest.process
     assert process is not None
@@ -385,10 +370,11 @@ def memory_leak(view: ServiceView, p: Params, now: float) -> Finding | None:
     run = view.current_run()
     if len(run) < int(p["min_samples"]):
         return None
-    points = [(s.ts, s.process.rss / MB) for s in run[-30:]]
-    span = points[-1][0] - points[0][0]
-    if span < p["min_span_s"]:
+    window = run[-30:]
+    # Cheap tests first: most services do not grow, and a fit over the window is the costly part.
+    if window[-1].ts - window[0].ts < p["min_span_s"] or (window[-1].process.rss - window[0].process.rss) / MB < p["min_growth_mb"]:
         return None
+    points = [(s.ts, s.process.rss / MB) for s in window]
     slope, r2 = linear_fit(points)
     per_min = slope * 60
     growth = points[-1][1] - points[0][1]
@@ -471,12 +457,12 @@ def _status_share(pattern: str, statuses: Callable[[int], bool], what: str):
             code = s.health.status_code
             return code is not None and not check.expects_status(code) and statuses(code)
 
-        checks = [s for s in view.current_run() if s.health is not None][-int(p["window"]):]
+        checks = last_checks(view.current_run(), int(p["window"]))
+        if not checks or not hit(checks[-1]):
+            return None  # the newest answer is fine: nothing to count
         hits = [s for s in checks if hit(s)]
-        if len(hits) < int(p["debounce"]) or not checks or len(hits) / len(checks) < p["ratio"]:
+        if len(hits) < int(p["debounce"]) or len(hits) / len(checks) < p["ratio"]:
             return None
-        if not hit(checks[-1]):
-            return None  # the newest answer is fine again
         share = len(hits) / len(checks)
         codes = [s.health.status_code for s in checks]
         seen = ", ".join(str(c) for c in sorted({s.health.status_code for s in hits}))
@@ -560,7 +546,7 @@ def dependency_down(view: ServiceView, p: Params, now: float) -> Finding | None:
 
 
 def flapping(view: ServiceView, p: Params, now: float) -> Finding | None:
-    checks = [s for s in view.samples if s.health is not None and s.health.ok is not None][-int(p["window"]):]
+    checks = last_checks(view.samples, int(p["window"]), answered=True)
     if len(checks) < 2:
         return None
     flips = [b for a, b in zip(checks, checks[1:]) if a.health.ok != b.health.ok]

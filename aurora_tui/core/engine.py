@@ -24,7 +24,7 @@ from typing import Any, AsyncIterator
 from .actuators import check_registry
 from .api import (
     ActionResult, BeliefRow, ChaosResult, EngineAPI, EngineInfo, EventRow, HealStats, ImportResult, IncidentRow,
-    PlanRow, Reply, SilenceRow, UnsilenceResult,
+    MinuteRow, PlanRow, Reply, SilenceRow, UnsilenceResult,
 )
 from .config import Config
 from .control import ControlServer, socket_path
@@ -232,6 +232,11 @@ class Engine(EngineAPI):
 
     async def recent_events(self, limit: int = 50, service: str | None = None) -> list[EventRow]:
         return await self.records.recent_events(limit=limit, service=service)
+
+    async def history(self, service: str | None = None, minutes: int = 60, until: float | None = None) -> list[MinuteRow]:
+        if service is not None and service not in self.config.names:
+            raise KeyError(f"no service {service!r}")  # an error, not an empty history
+        return await self.records.history(service, minutes, until)
 
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Event]]:
         return self.bus.subscribe()

@@ -163,6 +163,7 @@ class Healer:
         """Propose a plan for every open incident that has none yet."""
         incidents = self.incidents
         async with self._lock:
+            proposing: dict[str, list[tuple[Diagnosis, int]]] = {}
             severity = {"critical": 0, "warning": 1, "info": 2}
             for d in sorted(diagnoses, key=lambda d: severity.get(d.severity, 3)):
                 incident = incidents.open.get((d.service, d.pattern))
@@ -179,7 +180,14 @@ class Healer:
                 self.retry.discard(incident.id)
                 if self.retry_at.pop(incident.id, None) is not None:
                     self.fleet.next_try.pop(d.service, None)
-                await self.propose(d, incident.id)
+                proposing.setdefault(d.service, []).append((d, incident.id))
+            # Services do not wait for each other: ten crashes at once are proposed, judged and started
+            # together, their writes sharing the store's commits. One service's plans go in order.
+            await asyncio.gather(*(self._propose_in_order(plans) for plans in proposing.values()))
+
+    async def _propose_in_order(self, plans: list[tuple[Diagnosis, int]]) -> None:
+        for d, incident_id in plans:
+            await self.propose(d, incident_id)
 
     async def _rejudge(self, plan_id: int, d: Diagnosis, incident_id: int) -> None:
         """A plan held back for a passing reason (a start grace, confidence still building) is judged

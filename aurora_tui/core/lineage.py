@@ -19,6 +19,7 @@ process-group signals the supervisor sends. Two ways to keep hold of them, best 
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -29,7 +30,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import psutil
 
@@ -163,17 +164,25 @@ class Descendants:
         except psutil.Error:
             return False
 
-    def strays(self, known: set[int]) -> list[int]:
+    def strays(self, known: set[int], adopted: Iterable[int] | None = None) -> list[int]:
         """Live members outside ``known`` (the leader's tree and group), cheaply: the cgroup's list, or
-        without one the engine's adopted children (a double-forked daemon re-parents to the subreaper)."""
+        without one the engine's adopted children (a double-forked daemon re-parents to the subreaper).
+        ``adopted``: the engine's children that lead no service, when the caller has them already
+        (a scan does, for every service at once); only those need their environment read."""
         if self.cgroup is not None:
             candidates = _read_procs(self.cgroup)
         else:
-            try:
-                adopted = psutil.Process(os.getpid()).children()
-            except psutil.Error:
-                adopted = []
-            candidates = {p.pid for p in adopted if p.pid != self.leader and _tagged(p, self.tag, os.getuid())}
+            if adopted is None:
+                try:
+                    adopted = [p.pid for p in psutil.Process(os.getpid()).children()]
+                except psutil.Error:
+                    adopted = []
+            uid = os.getuid()
+            candidates = set()
+            for pid in adopted:
+                with contextlib.suppress(psutil.Error):
+                    if pid != self.leader and _tagged(psutil.Process(pid), self.tag, uid):
+                        candidates.add(pid)
         self._note_adopted(candidates)
         return sorted(p for p in candidates - known if _alive(p))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from pathlib import Path
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = 600.0
 # Samples kept in memory per service for detection (the store keeps the full history).
 HISTORY = 120
+# Passes one asking task runs before it hands over to a fresh one.
+ASKED_PASSES = 100
 
 AfterDetect = Callable[[list[Change], list[Diagnosis]], Awaitable[None]]
 
@@ -51,6 +54,10 @@ class Monitor:
         self.interval = config.settings.interval
         self.samples: dict[str, ServiceSample] = {}
         self.history: dict[str, deque[ServiceSample]] = {s.name: deque(maxlen=HISTORY) for s in config.services}
+        # The newest samples of the process each service runs now, kept as samples arrive (detection
+        # starts from them; walking the history back on every pass cost more than most detectors).
+        self.runs: dict[str, deque[ServiceSample]] = {s.name: deque(maxlen=HISTORY) for s in config.services}
+        self._params_cache: dict[tuple[str | None, str], dict[str, float]] = {}
         self.host: HostSample | None = None
         self.host_history: deque[HostSample] = deque(maxlen=HISTORY)
         self.scans = 0
@@ -61,10 +68,13 @@ class Monitor:
         # How each monitor-only service's process was found at the last probe, or why it was not.
         self.lookups: dict[str, str] = {}
         self._detect_lock = asyncio.Lock()
+        self._service_names = {s.name for s in config.services}
         self._prober = ProcessProber()
         self._wake = asyncio.Event()
         self._last_prune = 0.0
         self._background: set[asyncio.Task[Any]] = set()
+        self._asked: dict[str, bool] = {}  # service -> whether to probe it first, for the next asked pass
+        self._asking: asyncio.Future[None] | None = None
         fleet.on_down = self._service_down
         fleet.on_ready = self.detect_soon
 
@@ -97,6 +107,7 @@ class Monitor:
         """Probe every service once, store the samples, and detect."""
         self.fleet.retry_logs()  # a log that failed is tried again even if its service is quiet
         samples, host = await self._take_samples(None)
+        assert host is not None  # a full scan looks at the host too
         self.host = host
         self.host_history.append(host)
         self.scans += 1
@@ -113,7 +124,7 @@ class Monitor:
         await self._take_samples({name})
         await self.detect([name])
 
-    async def _take_samples(self, only: set[str] | None) -> tuple[list[ServiceSample], HostSample]:
+    async def _take_samples(self, only: set[str] | None) -> tuple[list[ServiceSample], HostSample | None]:
         """Process trees and ports in a thread, health checks concurrently; the one place samples are made."""
         services = [svc for svc in self.config.services if only is None or svc.name in only]
         targets = {svc.name: (r.identity if (r := self.fleet.runners.get(svc.name)) and r.alive else None) for svc in services}
@@ -143,8 +154,18 @@ class Monitor:
                 self._note_outside_restart(self.samples.get(svc.name), sample)
             self.samples[svc.name] = sample
             self.history[svc.name].append(sample)
+            self._extend_run(svc.name, sample)
             taken.append(sample)
         return taken, host
+
+    def _extend_run(self, name: str, sample: ServiceSample) -> None:
+        run = self.runs[name]
+        if sample.process is None:
+            run.clear()
+            return
+        if run and run[-1].process is not None and run[-1].process.pid != sample.process.pid:
+            run.clear()  # another process: a new series
+        run.append(sample)
 
     def _note_outside_restart(self, previous: ServiceSample | None, sample: ServiceSample) -> None:
         # Someone else restarted a monitor-only service: worth a record, not an incident.
@@ -157,20 +178,47 @@ class Monitor:
     def _service_down(self, name: str) -> None:
         """Look at the port right away: whether someone else holds it decides between "crashed" and
         "could not bind", and the next scan may be a long way off."""
-        svc = self.config.service(name)
-        self._spawn(self.probe_service(name) if svc.port is not None else self.detect([name]))
+        self._ask(name, probe=self.config.service(name).port is not None)
 
     def detect_soon(self, name: str) -> None:
         if self.fleet.active:
-            self._spawn(self.detect([name]))
+            self._ask(name, probe=False)
+
+    def _ask(self, name: str, probe: bool) -> None:
+        """A pass for ``name`` soon. What is asked while a pass runs is gathered into the next one, so
+        ten services dying at once make two passes, not ten queued one behind the other."""
+        self._asked[name] = self._asked.get(name, False) or probe
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.ensure_future(self._asked_passes())
+            self._background.add(self._asking)
+            self._asking.add_done_callback(self._background.discard)
+
+    async def _asked_passes(self) -> None:
+        for _ in range(ASKED_PASSES):  # bounded: each pass takes everything asked so far
+            if not self._asked:
+                return
+            asked, self._asked = self._asked, {}
+            try:
+                probe = {name for name, wanted in asked.items() if wanted}
+                if probe:
+                    await self._take_samples(probe)
+                await self.detect(list(asked))
+            except Exception:  # one failed pass must not leave the rest unlooked at
+                log.exception("detection pass for %s failed", ", ".join(asked))
+        if self._asked:
+            self._asking = None
+            self._ask(next(iter(self._asked)), self._asked[next(iter(self._asked))])
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _probe_blocking(self, targets: dict[str, Any], only: set[str] | None) -> tuple[dict[str, Any], dict[str, Any], HostSample]:
-        table = ConnectionTable.read()
+    def _probe_blocking(self, targets: dict[str, Any], only: set[str] | None) -> tuple[dict[str, Any], dict[str, Any], HostSample | None]:
+        table = ConnectionTable.read(self._prober.owners)
+        # The engine's children that lead no service: daemons re-parented to it (it is their subreaper).
+        leaders = {r.pid for r in self.fleet.runners.values()}
+        adopted = [p for p in table.children.get(os.getpid(), ()) if p not in leaders]
         facts: dict[str, Any] = {}
         ports: dict[str, Any] = {}
         for svc in self.config.services:
@@ -182,9 +230,9 @@ class Monitor:
                 facts[svc.name] = tree = self._prober.tree(identity.pid, identity.create_time, table)
                 if tree is not None and runner is not None and runner.descendants is not None:
                     # Descendants that left the process group or session are orphans all the same.
-                    tree.orphans += runner.descendants.strays({tree.pid, *tree.pids, *tree.orphans})
+                    tree.orphans += runner.descendants.strays({tree.pid, *tree.pids, *tree.orphans}, adopted)
             elif not svc.managed:
-                pid, self.lookups[svc.name] = locate(svc, table.listeners)
+                pid, self.lookups[svc.name] = locate(svc, table.holders)
                 facts[svc.name] = self._prober.tree(pid, None, table) if pid is not None else None
             if svc.port is not None:
                 tree = facts.get(svc.name)
@@ -193,14 +241,17 @@ class Monitor:
                     mine.update(pid for pid, _ in runner.previous)
                     # Workers of a dead master still holding the port are the service's own, not a stranger.
                     if runner.descendants is not None:
-                        mine.update(p for p in table.listeners.get(svc.port, []) if p is not None and runner.descendants.owns(p))
+                        mine.update(p for p in table.holders(svc.port) if p is not None and p not in mine and runner.descendants.owns(p))
                 ports[svc.name] = port = port_facts(svc.port, table, mine)
                 if port.holder_pid is not None and port.holder_is_service is False:
                     # Another Aurora engine's service (or another of ours) is no stale copy to kill.
                     owner = owner_of(port.holder_pid)
                     if owner is not None:
                         port.holder_engine, port.holder_service, port.holder_owner = owner.db or owner.key, owner.service, owner.describe()
+        if only is not None:
+            return facts, ports, None  # one service looked at: the others' CPU baselines and the host stand
         self._prober.forget_dead({p for f in facts.values() if f for p in f.pids})
+        self._prober.owners.forget(table.listening)
         return facts, ports, host_sample(self.db_path.parent)
 
     async def _check(self, svc: ServiceConfig) -> HealthResult | None:
@@ -218,15 +269,22 @@ class Monitor:
         incidents = self.records.incidents
         async with self._detect_lock:
             now = time.time()
-            statuses = {svc.name: self.status(svc, now) for svc in self.config.services}
-            self._track_downtime(statuses, now)
+            full = names is None
             names = names if names is not None else [svc.name for svc in self.config.services]
+            # A pass over a few services (an exit, a verification) needs only theirs and their
+            # dependencies' statuses; a full pass looks at everyone, and keeps downtimes.
+            wanted = self.config.services if full else [
+                self.config.service(n) for n in dict.fromkeys(x for name in names for x in (name, *self.config.service(name).depends_on))
+                if n in self._service_names
+            ]
+            statuses = {svc.name: self.status(svc, now) for svc in wanted}
+            self._track_downtime(statuses, now)
             findings = []
             for name in names:
                 svc = self.config.service(name)
                 if (not self.history[name] and not self.fleet.exit_history[name]) or name in self.fleet.not_started:
                     continue  # nothing seen yet, or not started yet: waiting for its dependencies
-                findings += detect_service(self._view(svc, statuses, now), lambda pid, svc=svc: self._params(svc, pid), now)
+                findings += detect_service(self._view(svc, statuses, now), lambda pattern, svc=svc: self._params(svc, pattern), now)
             scope = set(names)
             if host and self.host_history:
                 view = HostView(list(self.host_history), self.storage_problems())
@@ -243,7 +301,14 @@ class Monitor:
             await self.after_detect(changes, diagnoses)
 
     def _params(self, svc: ServiceConfig | None, pattern: str) -> dict[str, float]:
-        return pattern_params(pattern, self.config.settings.pattern_overrides(), svc.pattern_overrides() if svc else None)
+        # The config does not change under a running engine: each service's parameters are merged once.
+        key = (svc.name if svc else None, pattern)
+        params = self._params_cache.get(key)
+        if params is None:
+            params = self._params_cache[key] = pattern_params(
+                pattern, self.config.settings.pattern_overrides(), svc.pattern_overrides() if svc else None,
+            )
+        return params
 
     def _view(self, svc: ServiceConfig, statuses: dict[str, ServiceStatus], now: float) -> ServiceView:
         runner = self.fleet.runners.get(svc.name)
@@ -257,6 +322,7 @@ class Monitor:
             config=svc,
             state=status.state,
             samples=list(self.history[svc.name]),
+            run=self.runs[svc.name],
             exits=list(self.fleet.exit_history[svc.name]),
             started_at=runner.started_at if runner and runner.alive else None,
             healthy_since_start=runner.healthy_since_start if runner else bool(status.healthy),
@@ -284,11 +350,13 @@ class Monitor:
         sample = self.samples.get(svc.name)
         health = self.fleet.health.get(svc.name)
         facts = sample.process if sample else None
-        leader_alive = runner is not None and runner.alive  # one look at /proc, used below
+        stat = runner.leader_stat() if runner is not None else None  # one look at /proc, used below
+        leader_alive = stat is not None and stat.state not in procfs.ENDED_STATES
         if runner is not None:
             pid = runner.pid if leader_alive else None
         else:
             pid = facts.pid if facts and _still_there(facts.pid, facts.create_time) else None
+            stat = procfs.read_stat(pid) if pid is not None else None
         if facts is not None and facts.pid != pid:
             facts = None  # the last sample describes an earlier process
         alive = pid is not None
@@ -297,7 +365,7 @@ class Monitor:
         unanswered = runner.healthy_since_start if runner else svc.health.kind == "none" or svc.port is None
         healthy = alive and (health.ok if health is not None else unanswered)
         error = health.error if health else None
-        if alive and procfs.state(pid) in procfs.STOPPED_STATES:  # type: ignore[arg-type]
+        if alive and stat is not None and stat.state in procfs.STOPPED_STATES:
             healthy, error = False, f"pid {pid} is stopped (SIGSTOP or a tracer): it cannot answer"
         elif runner is not None and not leader_alive and runner.exited_unreaped:
             error = f"pid {runner.pid} has exited; its exit is not collected yet"
@@ -309,7 +377,7 @@ class Monitor:
             port=svc.port,
             healthy=bool(healthy),
             restarts=runner.restarts if runner else 0,
-            uptime=runner.uptime(now) if leader_alive else None,
+            uptime=max(0.0, now - runner.started_at) if leader_alive and runner.started_at is not None else None,
             cpu=facts.cpu_percent if facts else None,
             rss=facts.rss if facts else None,
             started_at=runner.started_at if leader_alive else None,

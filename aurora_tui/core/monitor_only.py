@@ -13,7 +13,7 @@ import re
 import signal
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import psutil
 
@@ -66,14 +66,14 @@ def by_match(pattern: str, exclude: Iterable[int]) -> tuple[int | None, str]:
     return pid, f"pid {pid}, whose command line matches {pattern!r}"
 
 
-def by_port(port: int, listeners: dict[int, list[int | None]]) -> tuple[int | None, str]:
-    holders = [p for p in listeners.get(port, []) if p is not None]
+def by_port(port: int, listeners: Callable[[int], list[int | None]]) -> tuple[int | None, str]:
+    holders = [p for p in listeners(port) if p is not None]
     if not holders:
         return None, f"nothing listens on port {port}"
     return holders[0], f"pid {holders[0]}, listening on port {port}"
 
 
-def locate(svc: ServiceConfig, listeners: dict[int, list[int | None]]) -> tuple[int | None, str]:
+def locate(svc: ServiceConfig, listeners: Callable[[int], list[int | None]]) -> tuple[int | None, str]:
     """The process of a monitor-only service, found the way its config says, and how it was found
     (or why it was not). A pid file or match, when given, decides; the port is the last resort."""
     if svc.pidfile is not None:

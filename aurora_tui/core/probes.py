@@ -1,31 +1,44 @@
-"""Measurements: psutil facts of process trees, who holds which port, the host.
+"""Measurements: facts of process trees, who holds which port, the host.
 
-The psutil calls block, so the engine runs :meth:`ProcessProber.probe` in a thread; health checks are
-coroutines of their own (:mod:`.health`). Every function here reports what it saw and never acts.
+Process trees are read from /proc itself (one stat read and one descriptor listing per process),
+the TCP table from the kernel's socket diagnostics (:mod:`.sockdiag`); psutil serves the host-wide
+figures. These reads block, so the engine runs them in a thread; health checks are coroutines of
+their own (:mod:`.health`). Every function here reports what it saw and never acts.
 """
 from __future__ import annotations
 
 import os
-import sys
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from . import procfs
 from .model import HostSample, PortFacts, ProcessFacts
+from .sockdiag import TcpSockets, tcp_sockets
 
 
 @dataclass
 class ConnectionTable:
-    """One pass over the host per scan: inet listeners by port, open connections by pid, and each
-    process's children. Reading these once, instead of once per service, keeps a scan linear in the
-    number of services (psutil's ``children()`` alone rereads every process's parent each call)."""
+    """One look at the host per scan: every process's stat line (parent, group, state and what it
+    uses) and the TCP sockets. Which process owns a socket is found from the descriptors of the
+    processes a scan reads anyway (the services' trees); only a listener on a watched port that none
+    of them holds sends it looking further (see :class:`SocketOwners`). Reading the host once, instead
+    of once per service, keeps a scan linear in the number of services."""
 
-    listeners: dict[int, list[int | None]]
-    connections_by_pid: dict[int, int]
+    procs: dict[int, procfs.Stat]
+    sockets: TcpSockets
+    owners: "SocketOwners | None" = None
     children: dict[int, list[int]] = field(default_factory=dict)
     groups: dict[int, list[int]] = field(default_factory=dict)
+    # Socket inode -> its owner, as the descriptors read this scan say.
+    owner: dict[int, int] = field(default_factory=dict)
+    listening: set[int] = field(default_factory=set)  # inodes of every listener
+
+    def __post_init__(self) -> None:
+        self.listening = {inode for inodes in self.sockets.listening.values() for inode in inodes}
 
     def descendants(self, pid: int) -> list[int]:
         found: list[int] = []
@@ -36,190 +49,181 @@ class ConnectionTable:
             stack.extend(self.children.get(child, ()))
         return found
 
+    def holders(self, port: int) -> list[int | None]:
+        """The pids listening on ``port`` (None for a listener whose owner cannot be seen)."""
+        found: list[int | None] = []
+        for inode in self.sockets.listening.get(port, ()):
+            pid = self.owner.get(inode)
+            if pid is None and self.owners is not None:
+                pid = self.owners.find(inode, self)
+            if pid not in found:
+                found.append(pid)
+        return found
+
+    def saw(self, pid: int, sockets: dict[int, str]) -> int:
+        """Note whose sockets these are; how many of them are connections (not listeners)."""
+        connected = self.sockets.connected
+        count = 0
+        for inode, fd in sockets.items():
+            if inode in connected:
+                count += 1
+            elif inode in self.listening:
+                self.owner[inode] = pid
+                if self.owners is not None:
+                    self.owners.remember(inode, pid, fd)
+        return count
+
     @classmethod
-    def read(cls) -> "ConnectionTable":
-        sockets = _linux_sockets() if sys.platform.startswith("linux") else None
-        listeners, by_pid = sockets if sockets is not None else _psutil_sockets()
+    def read(cls, owners: "SocketOwners | None" = None) -> "ConnectionTable":
+        procs = procfs.all_stats()
         children: dict[int, list[int]] = {}
         groups: dict[int, list[int]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            ppid = proc.info["ppid"]
-            if ppid:
-                children.setdefault(ppid, []).append(proc.pid)
-            try:
-                groups.setdefault(os.getpgid(proc.pid), []).append(proc.pid)
-            except OSError:
-                pass
-        return cls(listeners, by_pid, children, groups)
+        for pid, stat in procs.items():
+            if stat.ppid:
+                children.setdefault(stat.ppid, []).append(pid)
+            groups.setdefault(stat.pgid, []).append(pid)
+        return cls(procs, tcp_sockets(), owners if owners is not None else SocketOwners(), children, groups)
 
 
-def _psutil_sockets() -> tuple[dict[int, list[int | None]], dict[int, int]]:
-    listeners: dict[int, list[int | None]] = {}
-    by_pid: dict[int, int] = {}
-    try:
-        conns = psutil.net_connections(kind="inet")
-    except (psutil.AccessDenied, PermissionError):
-        conns = []
-    for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr:
-            holders = listeners.setdefault(c.laddr.port, [])
-            if c.pid not in holders:
-                holders.append(c.pid)
-        elif c.pid is not None and c.status != psutil.CONN_NONE:
-            by_pid[c.pid] = by_pid.get(c.pid, 0) + 1
-    return listeners, by_pid
+class SocketOwners:
+    """Which process holds a listener, remembered across scans and checked with one readlink each time.
 
+    A listener that no service's tree holds (a squatter, a monitor-only server, another engine's
+    service) is looked for once among every process's descriptors; its owner is remembered by
+    (pid, descriptor) and confirmed cheaply on later scans. One that cannot be found (another user's
+    process, for a non-root engine) is not looked for again for a while."""
 
-def _linux_sockets() -> tuple[dict[int, list[int | None]], dict[int, int]] | None:
-    """TCP listeners and per-process connection counts straight from /proc.
+    UNSEEN_FOR = 30.0
 
-    psutil builds a Python object for every socket in the table, including the TIME_WAIT entries that
-    health checks leave behind by the thousand on a busy host; those have no owner (inode 0) and are
-    skipped here before any parsing. Sockets of processes we may not inspect have no known pid."""
-    inode_pid: dict[int, int] = {}
-    try:
-        entries = os.scandir("/proc")
-    except OSError:
-        return None
-    with entries:
-        for entry in entries:
-            if not entry.name.isdigit():
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[int, str]] = {}  # listener inode -> (pid, fd)
+        self._unseen: dict[int, float] = {}  # inode -> when it was last looked for in vain
+
+    def remember(self, inode: int, pid: int, fd: str) -> None:
+        self._known[inode] = (pid, fd)
+
+    def find(self, inode: int, table: ConnectionTable) -> int | None:
+        known = self._known.get(inode)
+        if known is not None and procfs.holds_socket(known[0], known[1], inode):
+            table.owner[inode] = known[0]
+            return known[0]
+        now = time.monotonic()
+        if now - self._unseen.get(inode, -self.UNSEEN_FOR) < self.UNSEEN_FOR:
+            return None
+        self._search(table)
+        pid = table.owner.get(inode)
+        if pid is None:
+            self._unseen[inode] = now
+        return pid
+
+    def _search(self, table: ConnectionTable) -> None:
+        """Every process's descriptors, once per scan at most: who holds each listener."""
+        listening = table.listening
+        for pid in table.procs:
+            found = procfs.fd_sockets(pid)
+            if found is None:
                 continue
-            try:
-                fds = os.scandir(f"/proc/{entry.name}/fd")
-            except OSError:
-                continue
-            with fds:
-                for fd in fds:
-                    try:
-                        target = os.readlink(fd.path)
-                    except OSError:
-                        continue
-                    if target.startswith("socket:["):
-                        inode_pid[int(target[8:-1])] = int(entry.name)
-    listeners: dict[int, list[int | None]] = {}
-    by_pid: dict[int, int] = {}
-    found_table = False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            handle = open(table, "rb")
-        except OSError:
-            continue
-        found_table = True
-        with handle:
-            next(handle, None)
-            for line in handle:
-                fields = line.split(None, 10)
-                if len(fields) < 10 or fields[9] == b"0":
-                    continue
-                pid = inode_pid.get(int(fields[9]))
-                if fields[3] == b"0A":  # LISTEN
-                    port = int(fields[1].rsplit(b":", 1)[1], 16)
-                    holders = listeners.setdefault(port, [])
-                    if pid not in holders:
-                        holders.append(pid)
-                elif pid is not None:
-                    by_pid[pid] = by_pid.get(pid, 0) + 1
-    return (listeners, by_pid) if found_table else None
+            for inode, fd in found[1].items():
+                if inode in listening:
+                    table.owner.setdefault(inode, pid)
+                    self._known[inode] = (pid, fd)
+        table.owners = None  # searched: what is still unknown this scan stays unknown
+
+    def forget(self, listening: set[int]) -> None:
+        """Drop what is remembered of listeners that are gone."""
+        self._known = {i: v for i, v in self._known.items() if i in listening}
+        self._unseen = {i: t for i, t in self._unseen.items() if i in listening}
 
 
 class ProcessProber:
-    """Keeps psutil.Process objects between scans so CPU percentages cover the time since the last scan."""
+    """Reads process trees from /proc; keeps each process's last CPU time between scans so CPU
+    percentages cover the time since the last scan (psutil's ``cpu_percent(None)``, without a
+    psutil object and its several reads per process)."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, psutil.Process] = {}
-
-    def _process(self, pid: int) -> psutil.Process:
-        proc = self._cache.get(pid)
-        if proc is not None and proc.is_running():
-            return proc
-        proc = psutil.Process(pid)
-        proc.cpu_percent(None)  # prime: the first reading of a new process is always 0.0
-        self._cache[pid] = proc
-        return proc
+        self._cpu: dict[int, tuple[int, int, float]] = {}  # pid -> (starttime, cpu ticks, when)
+        self.owners = SocketOwners()
 
     def forget_dead(self, live_pids: set[int]) -> None:
-        for pid in list(self._cache):
+        for pid in list(self._cpu):
             if pid not in live_pids:
-                del self._cache[pid]
+                del self._cpu[pid]
+
+    def _cpu_percent(self, pid: int, stat: procfs.Stat) -> float:
+        ticks, now = stat.utime + stat.stime, time.monotonic()
+        before = self._cpu.get(pid)
+        self._cpu[pid] = (stat.starttime, ticks, now)
+        if before is None or before[0] != stat.starttime or now <= before[2]:
+            return 0.0  # a new process: the first reading is a baseline, as psutil's is
+        return max(0.0, (ticks - before[1]) / procfs.clock_ticks() / (now - before[2]) * 100.0)
 
     def tree(self, pid: int, create_time: float | None, table: ConnectionTable) -> ProcessFacts | None:
-        """Facts for ``pid`` and its descendants, or None when it is gone or the pid now belongs to
-        another program (a different create time)."""
-        try:
-            leader = self._process(pid)
-            with leader.oneshot():
-                if create_time is not None and abs(leader.create_time() - create_time) > 0.05:
-                    return None
-                facts = ProcessFacts(
-                    pid=pid,
-                    status=leader.status(),
-                    cpu_percent=leader.cpu_percent(None),
-                    rss=leader.memory_info().rss,
-                    fds=_num_fds(leader),
-                    threads=leader.num_threads(),
-                    connections=table.connections_by_pid.get(pid, 0),
-                    children=0,
-                    zombies=0,
-                    create_time=leader.create_time(),
-                    cmdline=leader.cmdline(),
-                    pids=[pid],
-                    fd_limit=_fd_limit(leader),
-                )
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        """Facts for ``pid`` and its descendants, or None when it is gone, a zombie, or the pid now
+        belongs to another program (a different create time)."""
+        stat = table.procs.get(pid) or procfs.read_stat(pid)
+        if stat is None or stat.state in procfs.ENDED_STATES:
             return None
+        started = procfs.create_time(stat.starttime)
+        if create_time is not None and abs(started - create_time) > 0.05:
+            return None
+        args = procfs.cmdline(pid)
+        if args is None:
+            return None  # gone since the table was read
+        page = procfs.page_size()
+        fds, sockets = procfs.fd_sockets(pid) or (0, {})
+        facts = ProcessFacts(
+            pid=pid,
+            status=procfs.STATUS_WORDS.get(stat.state, stat.state),
+            cpu_percent=self._cpu_percent(pid, stat),
+            rss=stat.rss_pages * page,
+            fds=fds,
+            threads=stat.threads,
+            connections=table.saw(pid, sockets),
+            children=0,
+            zombies=0,
+            create_time=started,
+            cmdline=list(args),
+            pids=[pid],
+            fd_limit=_fd_limit(pid),
+        )
         for child_pid in table.descendants(pid):
-            # A child can vanish between listing and reading; it simply no longer counts.
-            try:
-                try:
-                    proc = self._process(child_pid)
-                except psutil.ZombieProcess:
-                    facts.children += 1
-                    facts.zombies += 1
-                    facts.pids.append(child_pid)
-                    continue
-                facts.children += 1
-                facts.pids.append(child_pid)
-                with proc.oneshot():
-                    if proc.status() == psutil.STATUS_ZOMBIE:
-                        facts.zombies += 1
-                        continue
-                    facts.cpu_percent += proc.cpu_percent(None)
-                    facts.rss += proc.memory_info().rss
-                    facts.fds += _num_fds(proc)
-                    facts.threads += proc.num_threads()
-                facts.connections += table.connections_by_pid.get(child_pid, 0)
-            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            child = table.procs.get(child_pid)
+            if child is None:
+                continue  # a child can vanish between listing and reading: it no longer counts
+            facts.children += 1
+            facts.pids.append(child_pid)
+            if child.state in procfs.ENDED_STATES:
+                facts.zombies += 1
                 continue
+            facts.cpu_percent += self._cpu_percent(child_pid, child)
+            facts.rss += child.rss_pages * page
+            facts.threads += child.threads
+            found = procfs.fd_sockets(child_pid)
+            if found is not None:
+                facts.fds += found[0]
+                facts.connections += table.saw(child_pid, found[1])
         in_tree = set(facts.pids)
-        facts.orphans = [p for p in table.groups.get(pid, ()) if p not in in_tree and _alive(p)]
+        facts.orphans = [
+            p for p in table.groups.get(pid, ())
+            if p not in in_tree and (s := table.procs.get(p)) is not None and s.state not in procfs.ENDED_STATES
+        ]
         return facts
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    return procfs.running(pid)
 
 
-def _fd_limit(proc: psutil.Process) -> int | None:
+def _fd_limit(pid: int) -> int | None:
     try:
-        soft, _ = proc.rlimit(psutil.RLIMIT_NOFILE)
-    except (psutil.Error, AttributeError, OSError):
+        soft, _ = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
         return None
     return soft if soft > 0 else None
 
 
-def _num_fds(proc: psutil.Process) -> int:
-    try:
-        return proc.num_fds()
-    except (psutil.AccessDenied, AttributeError):
-        return 0
-
-
 def port_facts(port: int, table: ConnectionTable, service_pids: set[int]) -> PortFacts:
-    holders = table.listeners.get(port, [])
+    holders = table.holders(port)
     if not holders:
         return PortFacts(port=port, listening=False)
     # Prefer reporting a holder that is not the service: that is the one an operator needs to see.

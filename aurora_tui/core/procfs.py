@@ -28,6 +28,18 @@ class Stat:
     pgid: int
     sid: int
     starttime: int
+    # What a scan measures, from the same read: CPU time in clock ticks, threads, resident pages.
+    utime: int = 0
+    stime: int = 0
+    threads: int = 0
+    rss_pages: int = 0
+
+
+# The state letter in psutil's words, which the detectors and the console speak.
+STATUS_WORDS = {
+    "R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop", "Z": "zombie",
+    "X": "dead", "x": "dead", "I": "idle", "W": "waking", "K": "wake-kill", "P": "parked",
+}
 
 
 def read_stat(pid: int) -> Stat | None:
@@ -44,9 +56,65 @@ def parse_stat(data: bytes) -> Stat | None:
     last ')'. Field N of proc(5) is ``rest[N - 3]``."""
     try:
         rest = data[data.rindex(b")") + 2:].split()
-        return Stat(rest[0].decode(), int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19]))
+        return Stat(
+            rest[0].decode(), int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19]),
+            int(rest[11]), int(rest[12]), int(rest[17]), int(rest[21]),
+        )
     except (ValueError, IndexError):
         return None
+
+
+def all_stats() -> dict[int, Stat]:
+    """Every process's stat line, in one pass over /proc (a process that ends meanwhile is left out)."""
+    found: dict[int, Stat] = {}
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return found
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if name.isdigit() and (stat := read_stat(int(name))) is not None:
+                found[int(name)] = stat
+    return found
+
+
+def fd_sockets(pid: int) -> tuple[int, dict[int, str]] | None:
+    """How many descriptors ``pid`` has open, and its sockets (inode -> descriptor number); None when
+    its descriptors cannot be read (gone, or another user's without the right to look)."""
+    try:
+        entries = os.scandir(f"/proc/{int(pid)}/fd")
+    except (OSError, ValueError):
+        return None
+    count, sockets = 0, {}
+    with entries:
+        for entry in entries:
+            count += 1
+            try:
+                target = os.readlink(entry.path)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                sockets[int(target[8:-1])] = entry.name
+    return count, sockets
+
+
+def holds_socket(pid: int, fd: str, inode: int) -> bool:
+    """Whether descriptor ``fd`` of ``pid`` is still socket ``inode`` (one readlink)."""
+    try:
+        return os.readlink(f"/proc/{int(pid)}/fd/{fd}") == f"socket:[{inode}]"
+    except (OSError, ValueError):
+        return False
+
+
+@functools.cache
+def page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+@functools.cache
+def clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
 
 
 def running(pid: int | None) -> bool:
@@ -131,7 +199,7 @@ def _boot_time() -> float:
 
 def create_time(starttime: int) -> float:
     """Epoch seconds, computed the way psutil computes ``create_time`` (so the two agree)."""
-    return _boot_time() + starttime / os.sysconf("SC_CLK_TCK")
+    return _boot_time() + starttime / clock_ticks()
 
 
 @functools.cache

@@ -3,17 +3,25 @@
 The open incidents (:class:`IncidentBook`) and the learned beliefs (:class:`Learning`) are kept here
 too, so that whatever writes the database goes through this one part. Writes go through the store's
 single batching writer; a write that nobody awaits still has its failure logged.
+
+Samples (see :mod:`.rollup`): every one is folded into its service's minute in memory, and the minute
+is written when it closes (and when the records close); a raw row is written only when the sample says
+something new. Pruning deletes raw rows older than the retention, rolling up first, in the same
+transaction, the minutes among them that have no roll-up (an engine that died before writing them),
+and deletes roll-ups older than :data:`~.rollup.KEEP_DAYS`.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .api import PLAN_STATUSES, EventRow, HealStats, IncidentRow, PlanRow, TimelineEntry
+from . import rollup
+from .api import PLAN_STATUSES, EventRow, HealStats, IncidentRow, MinuteRow, PlanRow, TimelineEntry
 from .config import ServiceConfig
 from .incidents import IncidentBook, incident_query, incident_row
 from .learning import Learning
@@ -82,6 +90,12 @@ class Records:
         # Plan ids are given here, not by SQLite: a plan exists (and can be acted on) even while the
         # storage refuses its commit, and its row lands with that id once it can.
         self._last_plan_id = 0
+        # Every sample's minute, in memory until it closes; the last raw row written per service (what
+        # the next sample is compared with); minutes handed to the store and not committed yet (so
+        # that history never misses them while they wait).
+        self.rollups = rollup.MinuteRollups()
+        self._last_written: dict[str, ServiceSample] = {}
+        self._unflushed: dict[tuple[str, int], rollup.Bucket] = {}
 
     async def open(self) -> None:
         store = await Store.open(self.path)
@@ -97,6 +111,8 @@ class Records:
         self._store, self._incidents, self._learning = store, incidents, learning
 
     async def close(self) -> None:
+        if self._store is not None:
+            self._flush(self.rollups.close_all())  # the open minutes; the store commits them as it closes
         store, self._store = self._store, None
         if store is not None:
             await store.close()
@@ -212,16 +228,80 @@ class Records:
     # --- samples ---------------------------------------------------------------------------------------
 
     def add_samples(self, samples: Sequence[ServiceSample], host: HostSample) -> None:
-        self.background(self.store.submit_many(SAMPLE_INSERT, [_sample_row(s) for s in samples], droppable=True))
+        """A scan's samples: into their minutes, and raw where they say something new. Host samples
+        are written raw every scan: one row a scan (86 400 a day at 1 s, a few MB) fits the budget."""
+        keep = [s for s in samples if rollup.worth_keeping(self._last_written.get(s.service), s)]
+        for s in keep:
+            self._last_written[s.service] = s
+        if keep:
+            self.background(self.store.submit_many(SAMPLE_INSERT, [_sample_row(s) for s in keep], droppable=True))
         self.background(self.store.submit(
             HOST_SAMPLE_INSERT,
             (host.ts, host.cpu_percent, host.mem_percent, host.mem_available, host.load1, host.disk_percent, host.disk_free),
             droppable=True,
         ))
+        self._flush(self.rollups.add(samples, host.ts))
 
-    def prune_samples(self, cutoff: float) -> None:
-        self.background(self.store.submit("DELETE FROM samples WHERE ts < ?", (cutoff,), droppable=True))
+    def _flush(self, buckets: Sequence[rollup.Bucket]) -> None:
+        """Closed minutes as one write (their services' ids made first, in the same transaction)."""
+        if not buckets:
+            return
+        keys = [(b.service, b.minute) for b in buckets]
+        for key, bucket in zip(keys, buckets):
+            self._unflushed[key] = bucket
+        future = self.store.submit_group([
+            (rollup.SERVICE_ID_INSERT, [(name,) for name in dict.fromkeys(b.service for b in buckets)]),
+            (rollup.ROLLUP_UPSERT, [b.stored() for b in buckets]),
+        ], droppable=True)
+
+        def landed(_: "asyncio.Future[Any]") -> None:
+            for key, bucket in zip(keys, buckets):
+                if self._unflushed.get(key) is bucket:
+                    del self._unflushed[key]
+
+        future.add_done_callback(landed)
+        self.background(future)
+
+    def prune_samples(self, cutoff: float, now: float | None = None) -> None:
+        """Delete raw samples older than ``cutoff`` and roll-ups older than KEEP_DAYS before ``now``.
+        The cutoff is taken back to a minute's start, so a minute is never rolled up from half its rows."""
+        period = self.rollups.period
+        edge = math.floor(cutoff / period) * period
+        oldest = rollup.bucket_of((time.time() if now is None else now) - rollup.KEEP_DAYS * 86400, period)
+        self.background(self.store.submit_group([
+            (rollup.SERVICE_IDS_FROM_RAW, [{"cutoff": edge}]),
+            (rollup.ROLLUP_FROM_RAW, [{"period": period, "cutoff": edge}]),
+            ("DELETE FROM samples WHERE ts < ?", [(edge,)]),
+            ("DELETE FROM sample_minutes WHERE minute < ?", [(oldest,)]),
+        ], droppable=True))
         self.background(self.store.submit("DELETE FROM host_samples WHERE ts < ?", (cutoff,), droppable=True))
+
+    async def history(self, service: str | None = None, minutes: int = 60, until: float | None = None) -> list[MinuteRow]:
+        """The roll-ups of ``service`` (or every service) over ``minutes`` periods ending at ``until``
+        (default now), with the minutes still in memory: the open one, and closed ones not committed yet."""
+        if isinstance(minutes, bool) or not 1 <= int(minutes) <= rollup.MAX_HISTORY_MINUTES:
+            raise ValueError(f"minutes must be from 1 to {rollup.MAX_HISTORY_MINUTES}")
+        if until is not None and not math.isfinite(until):
+            raise ValueError("until must be a finite time")
+        period = self.rollups.period
+        first, last = rollup.window(int(minutes), time.time() if until is None else float(until), period)
+
+        def wanted(b: rollup.Bucket) -> bool:
+            return first <= b.minute <= last and (service is None or b.service == service)
+
+        # Taken before the read: a minute whose write lands during it is then found in one or the other.
+        waiting = {key: b for key, b in self._unflushed.items() if wanted(b)}
+        current = [b for b in self.rollups.open.values() if wanted(b)]
+        sql, params = rollup.history_query(first, last, service)
+        rows = {(r["service"], r["minute"]): rollup.minute_row(r, period) for r in await self.store.fetch(sql, params)}
+        for key, bucket in waiting.items():
+            rows.setdefault(key, bucket.row(period))
+        for bucket in current:
+            key, row = (bucket.service, bucket.minute), bucket.row(period, still_open=True)
+            # A part of this minute may be stored already, by an engine that stopped within it.
+            rows[key] = rollup.merged(rows[key], row) if key in rows else row
+        newest = sorted(rows.items(), key=lambda kv: kv[0][1], reverse=True)[: rollup.MAX_HISTORY_ROWS]
+        return rollup.sorted_rows([row for _, row in newest])
 
     # --- events ----------------------------------------------------------------------------------------
 
@@ -339,7 +419,10 @@ class Records:
 
 def _sample_row(s: ServiceSample) -> tuple[Any, ...]:
     p, port, h = s.process, s.port, s.health
-    extra = {"holder_cmdline": port.holder_cmdline, "holder_username": port.holder_username} if port and port.holder_pid else {}
+    # Who holds the port is worth its command line only when it is someone else: the service's own
+    # command line is in its configuration, and would otherwise be the largest part of every row.
+    foreign = port is not None and port.holder_pid is not None and port.holder_is_service is not True
+    extra = {"holder_cmdline": port.holder_cmdline, "holder_username": port.holder_username} if foreign else {}
     return (
         s.service, s.ts, s.state,
         p.pid if p else None, p.status if p else None, p.cpu_percent if p else None, p.rss if p else None,

@@ -82,6 +82,9 @@ class _Write:
     rowcount: bool = False  # answer with the number of rows changed instead of the last row id
     droppable: bool = False  # a sample: the first to go when the queue is full
     deadline: float | None = None  # monotonic; set for acknowledged writes
+    # Several statements as one item (each run with executemany over its rows): they land together or
+    # not at all, whatever batch they fall into. ``sql`` and ``params`` are unused then.
+    steps: list[tuple[str, list[Any]]] | None = None
 
 
 @dataclass
@@ -178,6 +181,14 @@ class Store:
 
     def submit_many(self, sql: str, rows: Iterable[Sequence[Any]], *, droppable: bool = False) -> asyncio.Future[int | None]:
         return self._put(_Write(sql, list(rows), True, self._future(), droppable=droppable)).done
+
+    def submit_group(self, steps: Iterable[tuple[str, Iterable[Any]]], *, droppable: bool = False) -> asyncio.Future[int | None]:
+        """Queue statements that must commit together (in order; each runs over its list of parameter
+        rows); the future resolves to the last one's lastrowid."""
+        group = [(sql, list(rows)) for sql, rows in steps]
+        if not group:
+            raise ValueError("a group of statements needs at least one")
+        return self._put(_Write("", (), True, self._future(), droppable=droppable, steps=group)).done
 
     async def write(self, sql: str, params: Sequence[Any] = (), *, ack: bool = False) -> int | None:
         """The statement's lastrowid once committed. Without ``ack``, None when the storage refuses
@@ -348,7 +359,10 @@ class Store:
         assert self._writer is not None
         await self._writer.execute("SAVEPOINT item")
         try:
-            if item.many:
+            if item.steps is not None:
+                for sql, rows in item.steps:
+                    cur = await self._writer.executemany(sql, rows)
+            elif item.many:
                 cur = await self._writer.executemany(item.sql, item.params)  # type: ignore[arg-type]
             else:
                 cur = await self._writer.execute(item.sql, item.params)  # type: ignore[arg-type]

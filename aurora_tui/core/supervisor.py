@@ -95,7 +95,13 @@ class ServiceRunner:
         """Whether the leader runs now, as the kernel sees it: spawned, not reaped, and not a zombie.
         An exit the reaper has not collected yet (a zombie) is an exit all the same, so status, health
         and every actuator go by this, never by the bookkeeping alone."""
-        return self._unreaped and procfs.running(self._popen.pid if self._popen else None)
+        stat = self.leader_stat()
+        return stat is not None and stat.state not in procfs.ENDED_STATES
+
+    def leader_stat(self) -> procfs.Stat | None:
+        """The leader's stat line while its pid is ours (spawned, its exit not collected): one read
+        that says both whether it is alive and whether it is stopped, as the kernel sees it now."""
+        return procfs.read_stat(self._popen.pid) if self._unreaped and self._popen is not None else None
 
     @property
     def _unreaped(self) -> bool:
