@@ -240,6 +240,9 @@ class FakeEngine(EngineAPI):
     async def heal_stats(self) -> HealStats:
         return HealStats(verified=4, failed=1, rate=0.8, pending=1)
 
+    async def history(self, service: str | None = None, minutes: int = 60, until: float | None = None) -> list:
+        return []  # the console does not read roll-ups yet
+
     async def ask(self, message: str, session: str = "default") -> Reply:
         self._offers("ask")
         return Reply(
