@@ -189,9 +189,12 @@ class Monitor:
         ten services dying at once make two passes, not ten queued one behind the other."""
         self._asked[name] = self._asked.get(name, False) or probe
         if self._asking is None or self._asking.done():
-            self._asking = asyncio.ensure_future(self._asked_passes())
-            self._background.add(self._asking)
-            self._asking.add_done_callback(self._background.discard)
+            self._start_asking()
+
+    def _start_asking(self) -> None:
+        self._asking = asyncio.ensure_future(self._asked_passes())
+        self._background.add(self._asking)
+        self._asking.add_done_callback(self._background.discard)
 
     async def _asked_passes(self) -> None:
         for _ in range(ASKED_PASSES):  # bounded: each pass takes everything asked so far
@@ -206,8 +209,7 @@ class Monitor:
             except Exception:  # one failed pass must not leave the rest unlooked at
                 log.exception("detection pass for %s failed", ", ".join(asked))
         if self._asked:
-            self._asking = None
-            self._ask(next(iter(self._asked)), self._asked[next(iter(self._asked))])
+            self._start_asking()  # what is still asked goes to a fresh task
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
